@@ -1,0 +1,326 @@
+"""The engine: cost every node of an exported graph, sum work, find the critical path, build the Report."""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import sympy
+import torch
+
+from . import rules as _rules  # noqa: F401 - fills the registry
+from .capture import Captured
+from .cost import FREE, Cost
+from .depth import ROOT, Dominance, Entry, add_forms, forms_of, prune, to_expr
+from .errors import InputError
+from .rules.registry import FREE_OPS, OpCall, TensorMeta, lookup, unmodeled
+from .symbols import SymbolInfo, big_o, evaluate
+
+SCHEMA = "depthscope.report/1"
+REFERENCE_SIZE = 2**16  # sizes used to pick the critical path among incomparable ones (capped by Dim max)
+
+
+@dataclass
+class NodeCost:
+    """The cost of one graph node and where it sits."""
+
+    name: str
+    op: str
+    module: str
+    module_type: str
+    cost: Cost
+    status: str  # "modeled", "free" or "unmodeled"
+
+
+@dataclass
+class OpSummary:
+    op: str
+    count: int
+    work: sympy.Expr
+    depth: sympy.Expr  # this op's share of the critical path
+    status: str
+
+
+@dataclass
+class ModuleSummary:
+    path: str
+    type: str
+    work: sympy.Expr
+    depth: sympy.Expr  # this module's share of the critical path
+
+
+@dataclass
+class PathStep:
+    node: str
+    op: str
+    module: str
+    depth: sympy.Expr
+
+
+@dataclass
+class Report:
+    """Symbolic work and depth of a model, with breakdowns; expressions are sympy over the user's size symbols."""
+
+    model: str
+    symbols: dict[str, SymbolInfo]
+    work: sympy.Expr
+    depth: sympy.Expr
+    flops: sympy.Expr
+    ops: list[OpSummary]
+    modules: list[ModuleSummary]
+    critical_path: list[PathStep]
+    unmodeled: list[tuple[str, int]]
+    node_count: int
+    engine: str = "symbolic"
+    nodes: list[NodeCost] = field(default_factory=list, repr=False)
+
+    @property
+    def parallelism(self) -> sympy.Expr:
+        """W / D: how many processors the model can keep busy."""
+        return self.work / self.depth if self.depth != 0 else sympy.zoo
+
+    @property
+    def big_o(self) -> dict[str, sympy.Expr]:
+        work, depth = big_o(self.work), big_o(self.depth)
+        return {"work": work, "depth": depth, "parallelism": work / depth}
+
+    def symbol_values(self, sizes: dict[str, int]) -> dict[sympy.Symbol, int]:
+        """Check sizes against the symbols and their ranges; every symbol needs a value."""
+        values = {}
+        for name, value in sizes.items():
+            info = self.symbols.get(name)
+            if info is None:
+                known = ", ".join(self.symbols) or "none (the model has no dynamic dims)"
+                raise InputError(f"unknown size symbol {name!r}; the model's symbols are: {known}")
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise InputError(f"size {name} must be an integer, got {value!r}")
+            if value < info.min or (info.max is not None and value > info.max):
+                hi = info.max if info.max is not None else "inf"
+                raise InputError(f"{name}={value} is outside {name}'s range [{info.min}, {hi}] that export proved the formulas for")
+            values[info.symbol] = value
+        missing = [n for n in self.symbols if n not in sizes]
+        if missing:
+            raise InputError(f"no value for {', '.join(missing)}; give every symbol a size (e.g. --at {missing[0]}=1024)")
+        return values
+
+    def evaluate(self, **sizes: int) -> dict[str, float | int]:
+        """Work, depth, FLOPs and parallelism at concrete sizes (exact integers for work, depth, FLOPs)."""
+        values = self.symbol_values(sizes)
+        work = _as_number(evaluate(self.work, values))
+        depth = _as_number(evaluate(self.depth, values))
+        flops = _as_number(evaluate(self.flops, values))
+        return {"work": work, "depth": depth, "flops": flops, "parallelism": work / depth if depth else math.inf}
+
+    def to_dict(self, at: dict[str, int] | None = None) -> dict:
+        from .report.json import report_dict
+
+        return report_dict(self, at)
+
+
+def _as_number(expr):
+    expr = sympy.nsimplify(expr) if not expr.is_number else expr
+    if expr.is_Integer:
+        return int(expr)
+    value = float(expr)
+    return int(value) if value.is_integer() else value
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def _op_name(target) -> str:
+    if isinstance(target, torch._ops.OpOverload):
+        return str(target)
+    if isinstance(target, torch._ops.HigherOrderOperator):
+        return f"higher_order.{target.name()}"
+    module = getattr(target, "__module__", None) or ""
+    name = getattr(target, "__name__", repr(target))
+    return f"{module}.{name}" if module else name
+
+
+def _module_of(node) -> tuple[str, str]:
+    stack = node.meta.get("nn_module_stack") or {}
+    for path, mtype in reversed(list(stack.values())):
+        if path.startswith("_empty_nn_module_stack"):
+            continue
+        tname = mtype if isinstance(mtype, str) else getattr(mtype, "__qualname__", str(mtype))
+        return _clean_path(path), tname.rsplit(".", 1)[-1]
+    return "", ""
+
+
+def _clean_path(path: str) -> str:
+    """Strict export writes L['self'].layers[0].attn; report it as layers.0.attn."""
+    path = path.replace("L['self'].", "").replace("L['self']", "")
+    for ch in "[]":
+        path = path.replace(ch, "." if ch == "[" else "")
+    return path.strip(".").replace("..", ".")
+
+
+def _is_tensor(v) -> bool:
+    return isinstance(v, torch.Tensor)
+
+
+class _GraphCoster:
+    """Converts fx nodes into OpCalls over the user's symbols and applies the rules."""
+
+    def __init__(self, captured: Captured, overrides: dict | None = None):
+        self.cap = captured
+        self.meta: dict = {}
+        self.overrides = overrides or {}
+
+    def value(self, v):
+        if _is_tensor(v):
+            return TensorMeta(tuple(self.cap.expr(s) for s in v.shape), v.dtype)
+        if isinstance(v, (torch.SymInt, int)) and not isinstance(v, bool):
+            return self.cap.expr(v)
+        if isinstance(v, (list, tuple)):
+            return type(v)(self.value(x) for x in v) if not hasattr(v, "_fields") else tuple(self.value(x) for x in v)
+        return v
+
+    def node_meta(self, node):
+        hit = self.meta.get(node)
+        if hit is None and node not in self.meta:
+            hit = self.value(node.meta.get("val"))
+            self.meta[node] = hit
+        return hit
+
+    def arg(self, a):
+        if isinstance(a, torch.fx.Node):
+            return self.node_meta(a)
+        if isinstance(a, (list, tuple)):
+            return type(a)(self.arg(x) for x in a)
+        if isinstance(a, dict):
+            return {k: self.arg(v) for k, v in a.items()}
+        return a
+
+    def call(self, node) -> OpCall:
+        out = self.node_meta(node)
+        outputs = tuple(_flatten_tensors(out))
+        return OpCall(node.target, tuple(self.arg(a) for a in node.args), {k: self.arg(v) for k, v in node.kwargs.items()}, outputs)
+
+    def cost(self, node) -> tuple[Cost, str]:
+        target = node.target
+        rule = self.overrides.get(target) or lookup(target)
+        val = node.meta.get("val")
+        if rule is None:
+            if not _contains_tensor(val):
+                # shape arithmetic on SymInts (operator.mul, sym_size, ...), assertions: no tensor work
+                return FREE, "free"
+            return unmodeled(self.call(node)), "unmodeled"
+        cost = rule(self.call(node))
+        return cost, ("free" if target in FREE_OPS or cost.is_zero else "modeled")
+
+
+def _flatten_tensors(v):
+    if isinstance(v, TensorMeta):
+        yield v
+    elif isinstance(v, (list, tuple)):
+        for x in v:
+            yield from _flatten_tensors(x)
+
+
+def _contains_tensor(v) -> bool:
+    if _is_tensor(v):
+        return True
+    if isinstance(v, (list, tuple)):
+        return any(_contains_tensor(x) for x in v)
+    return False
+
+
+def analyze_captured(captured: Captured, rules: dict | None = None) -> Report:
+    """Cost every node, sum work, and find the longest path by pruned linear-form max."""
+    gm = captured.graph_module
+    coster = _GraphCoster(captured, rules)
+    dom = Dominance(captured.symbols)
+    frontier: dict = {}
+    records: list[NodeCost] = []
+    record_of: dict = {}
+    final: list = [ROOT]
+    for node in gm.graph.nodes:
+        if node.op in ("placeholder", "get_attr"):
+            frontier[node] = [ROOT]
+            continue
+        if node.op == "output":
+            final = prune([e for i in node.all_input_nodes for e in frontier[i]], dom) or [ROOT]
+            continue
+        if node.op != "call_function":
+            raise InputError(f"unsupported graph node {node.op} {node.target} in the exported program")
+        cost, status = coster.cost(node)
+        module, mtype = _module_of(node)
+        rec = NodeCost(node.name, _op_name(node.target), module, mtype, cost, status)
+        records.append(rec)
+        record_of[node] = rec
+        merged = prune([e for i in node.all_input_nodes for e in frontier[i]], dom) or [ROOT]
+        if cost.depth == 0:
+            frontier[node] = merged
+            continue
+        own_forms = forms_of(cost.depth)
+        frontier[node] = prune([Entry(add_forms(e.form, own), node, own, e) for e in merged for own in own_forms], dom)
+    return _build_report(captured, records, record_of, final, dom)
+
+
+def _reference_sizes(symbols: dict[str, SymbolInfo]) -> dict:
+    return {s.symbol: (min(REFERENCE_SIZE, s.max) if s.max is not None else REFERENCE_SIZE) for s in symbols.values()}
+
+
+def _build_report(captured: Captured, records, record_of, final, dom) -> Report:
+    work = sympy.expand(sympy.Add(*[r.cost.work for r in records]))
+    flops = sympy.expand(sympy.Add(*[r.cost.flops for r in records]))
+    forms = [e.form for e in final]
+    depth = sympy.Max(*[to_expr(f) for f in forms]) if len(forms) > 1 else to_expr(forms[0])
+
+    ref = _reference_sizes(captured.symbols)
+    critical = max(final, key=lambda e: float(evaluate(to_expr(e.form), ref)))
+    path = []
+    op_depth: dict = defaultdict(lambda: sympy.S.Zero)
+    module_depth: dict = defaultdict(lambda: sympy.S.Zero)
+    for entry in critical.chain():
+        rec = record_of[entry.node]
+        step_depth = to_expr(entry.own)
+        path.append(PathStep(rec.name, rec.op, rec.module, step_depth))
+        op_depth[rec.op] += step_depth
+        for prefix in _prefixes(rec.module):
+            module_depth[prefix] += step_depth
+
+    by_op: dict = {}
+    for r in records:
+        s = by_op.setdefault(r.op, [0, [], r.status])
+        s[0] += 1
+        s[1].append(r.cost.work)
+    ops = [OpSummary(op, c, sympy.expand(sympy.Add(*w)), op_depth.get(op, sympy.S.Zero), st) for op, (c, w, st) in by_op.items()]
+    ops.sort(key=lambda o: (-float(evaluate(o.work, ref)), o.op))
+
+    by_module: dict = {}
+    for r in records:
+        for prefix in _prefixes(r.module):
+            entry = by_module.setdefault(prefix, [r.module_type if prefix == r.module else "", []])
+            entry[1].append(r.cost.work)
+            if prefix == r.module and not entry[0]:
+                entry[0] = r.module_type
+    modules = [ModuleSummary(p, t, sympy.expand(sympy.Add(*w)), module_depth.get(p, sympy.S.Zero)) for p, (t, w) in by_module.items()]
+
+    unmodeled = sorted(((o.op, o.count) for o in ops if o.status == "unmodeled"), key=lambda x: (-x[1], x[0]))
+    return Report(
+        model=captured.name,
+        symbols=dict(sorted(captured.symbols.items())),
+        work=work,
+        depth=depth,
+        flops=flops,
+        ops=ops,
+        modules=modules,
+        critical_path=path,
+        unmodeled=unmodeled,
+        node_count=len(records),
+        nodes=records,
+    )
+
+
+def _prefixes(path: str) -> list[str]:
+    """'' (the root) for nodes outside any submodule; else every ancestor path: a, a.b, a.b.c."""
+    if not path:
+        return [""]
+    parts = path.split(".")
+    return [".".join(parts[: i + 1]) for i in range(len(parts))]
+
+

@@ -1,0 +1,331 @@
+"""Capture: load a model file, run torch.export, and name export's symbols after the user's Dims."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import io
+import logging
+import inspect
+import os
+import re
+import sys
+import traceback
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import sympy
+import torch
+
+from .errors import CaptureError, InputError
+from .symbols import SymbolInfo, from_torch, size_symbol
+
+
+@dataclass
+class ModelSpec:
+    """What a model file provides: the module, example inputs and the dynamic-shape spec."""
+
+    model: torch.nn.Module
+    example_inputs: tuple = ()
+    example_kwargs: dict = field(default_factory=dict)
+    dynamic_shapes: Any = None
+    name: str = "model"
+    source: str | None = None
+
+
+@dataclass
+class Captured:
+    """An exported program with its graph, the user's symbols and the map from export's symbols to them."""
+
+    program: Any
+    graph_module: torch.fx.GraphModule
+    symbols: dict[str, SymbolInfo]
+    rename: dict[sympy.Symbol, sympy.Expr]
+    name: str = "model"
+    _cache: dict = field(default_factory=dict, repr=False)
+
+    def expr(self, value) -> sympy.Expr:
+        """A SymInt, int or sympy value as a sympy expression over the user's symbols."""
+        return _to_user_expr(value, self.rename, self._cache)
+
+
+# ---------------------------------------------------------------------------------------------
+# Model files
+
+
+def load_model_file(path: str) -> ModelSpec:
+    """Import a model file and read `model`, `example_inputs`, `example_kwargs` and `dynamic_shapes` from it."""
+    if not os.path.exists(path):
+        raise InputError(f"{path}: no such file")
+    if os.path.isdir(path):
+        raise InputError(f"{path}: is a directory, expected a Python model file")
+    abspath = os.path.abspath(path)
+    stem = re.sub(r"\W", "_", os.path.splitext(os.path.basename(path))[0])
+    module_name = f"depthscope_model_{stem}"
+    spec = importlib.util.spec_from_file_location(module_name, abspath)
+    if spec is None or spec.loader is None:
+        raise InputError(f"{path}: not a Python file")
+    module = importlib.util.module_from_spec(spec)
+    # Higher-order ops trace through dynamo, which re-imports the model's module by name.
+    sys.modules[module_name] = module
+    sys.path.insert(0, os.path.dirname(abspath))
+    try:
+        spec.loader.exec_module(module)
+    except SyntaxError as exc:
+        raise InputError(f"{path}:{exc.lineno}: syntax error while importing the model file: {exc.msg}") from exc
+    except Exception as exc:  # noqa: BLE001 - any error in user code is an input error
+        raise InputError(f"{_user_location(exc, abspath, path)}: {type(exc).__name__} while importing the model file: {exc}") from exc
+    finally:
+        if sys.path and sys.path[0] == os.path.dirname(abspath):
+            sys.path.pop(0)
+    return spec_from_namespace(vars(module), path)
+
+
+def spec_from_namespace(ns: dict, path: str) -> ModelSpec:
+    """Build a ModelSpec from a model file's globals."""
+    if "model" not in ns:
+        raise InputError(
+            f"{path}: defines no `model`; a model file defines `model` (an nn.Module or a function returning one) "
+            "and `example_inputs` (a tuple, or a function returning one), optionally `example_kwargs` and "
+            "`dynamic_shapes`"
+        )
+    model = _call_if_factory(ns["model"], "model", path)
+    if not isinstance(model, torch.nn.Module):
+        raise InputError(f"{path}: `model` is a {type(model).__name__}, expected an nn.Module or a function returning one")
+    if "example_inputs" not in ns:
+        raise InputError(f"{path}: defines no `example_inputs` (a tuple of example positional arguments, or a function returning one)")
+    inputs = _call_if_factory(ns["example_inputs"], "example_inputs", path)
+    if isinstance(inputs, torch.Tensor):
+        inputs = (inputs,)
+    if isinstance(inputs, list):
+        inputs = tuple(inputs)
+    if not isinstance(inputs, tuple):
+        raise InputError(f"{path}: `example_inputs` is a {type(inputs).__name__}, expected a tuple of positional arguments")
+    kwargs = _call_if_factory(ns.get("example_kwargs") or {}, "example_kwargs", path)
+    if not isinstance(kwargs, dict):
+        raise InputError(f"{path}: `example_kwargs` is a {type(kwargs).__name__}, expected a dict")
+    name = os.path.splitext(os.path.basename(path))[0]
+    return ModelSpec(model, inputs, kwargs, ns.get("dynamic_shapes"), name=name, source=path)
+
+
+def _call_if_factory(value, what: str, path: str):
+    if callable(value) and not isinstance(value, torch.nn.Module):
+        try:
+            return value()
+        except Exception as exc:  # noqa: BLE001
+            raise InputError(f"{_user_location(exc, os.path.abspath(path), path)}: calling `{what}()` raised {type(exc).__name__}: {exc}") from exc
+    return value
+
+
+def _user_location(exc: BaseException, abspath: str, shown: str) -> str:
+    """file:line of the deepest traceback frame in the user's file (else the file alone)."""
+    line = None
+    for frame in traceback.extract_tb(exc.__traceback__):
+        if os.path.abspath(frame.filename) == abspath:
+            line = frame.lineno
+    return f"{shown}:{line}" if line else shown
+
+
+# ---------------------------------------------------------------------------------------------
+# Export
+
+
+def _export_decompositions():
+    table = torch.export.default_decompositions()
+    table.pop(torch.ops.aten.scaled_dot_product_attention.default, None)
+    return table
+
+
+VERBOSE = False  # --debug: let torch's own logs through
+
+
+@contextlib.contextmanager
+def quiet_torch_logs():
+    """torch logs failed fake-kernel runs and guard dumps while exporting; the user gets one message instead."""
+    if VERBOSE:
+        yield
+        return
+    logger = logging.getLogger("torch")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        with contextlib.redirect_stderr(io.StringIO()), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logger.setLevel(level)
+
+
+def export_model(spec: ModelSpec):
+    """torch.export the model (non-strict), translating failures into one clear message."""
+    model = spec.model
+    was_training = model.training
+    model.eval()
+    try:
+        with quiet_torch_logs():
+            return torch.export.export(
+                model, spec.example_inputs, kwargs=spec.example_kwargs or None, dynamic_shapes=spec.dynamic_shapes
+            )
+    except Exception as exc:  # noqa: BLE001
+        raise CaptureError(_explain_export_failure(exc, spec)) from exc
+    finally:
+        model.train(was_training)
+
+
+def _explain_export_failure(exc: BaseException, spec: ModelSpec) -> str:
+    text = str(exc).strip()
+    where = spec.source or spec.name
+    user_error = type(exc).__name__ in {"UserError", "ConstraintViolationError"}
+    if "Constraints violated" in text or "specialized it to be a constant" in text or user_error:
+        first = text.splitlines()[0] if text else type(exc).__name__
+        fixes = _suggested_fixes(text)
+        msg = f"{where}: torch.export could not keep the requested dynamic shapes: {first}"
+        if fixes:
+            msg += "; suggested fix: " + "; ".join(fixes)
+        return msg
+    if "GuardOnDataDependentSymNode" in type(exc).__name__ or "data-dependent" in text.lower():
+        return (f"{where}: the model branches on tensor values (data-dependent control flow), which torch.export "
+                f"cannot capture; use torch.cond or remove the branch. torch said: {text.splitlines()[0]}")
+    loc = _user_location(exc, os.path.abspath(spec.source), spec.source) if spec.source else where
+    first = text.splitlines()[0] if text else ""
+    return f"{loc}: the model's forward raised {type(exc).__name__} during export: {first}"
+
+
+def _suggested_fixes(text: str) -> list[str]:
+    lines = text.splitlines()
+    fixes = []
+    for i, line in enumerate(lines):
+        if "Suggested fixes" in line:
+            for follow in lines[i + 1 :]:
+                if follow.strip() and ("=" in follow or "Dim" in follow):
+                    fixes.append(follow.strip())
+                elif fixes:
+                    break
+    return fixes
+
+
+# ---------------------------------------------------------------------------------------------
+# Symbols
+
+
+def capture(spec: ModelSpec) -> Captured:
+    """Export the model and map export's symbols (s27, ...) to the user's Dim names with their bounds."""
+    program = export_model(spec)
+    gm = program.graph_module
+    rename, symbols = _user_symbols(program, spec.dynamic_shapes)
+    return Captured(program, gm, symbols, rename, name=spec.name)
+
+
+def _collect_dims(spec, found: dict) -> dict:
+    """Every Dim object in a dynamic_shapes spec, by name."""
+    if spec is None:
+        return found
+    if isinstance(spec, dict):
+        for v in spec.values():
+            _collect_dims(v, found)
+    elif isinstance(spec, (list, tuple)):
+        for v in spec:
+            _collect_dims(v, found)
+    elif hasattr(spec, "__name__") and type(spec).__name__ not in {"function", "type"}:
+        found[spec.__name__] = spec
+    return found
+
+
+def _shape_env(program):
+    for node in program.graph.nodes:
+        val = node.meta.get("val")
+        env = getattr(getattr(val, "fake_mode", None), "shape_env", None)
+        if env is not None:
+            return env
+    return None
+
+
+def _source_name(source) -> str:
+    name = source.name
+    return name() if callable(name) else name
+
+
+def _user_symbols(program, dynamic_shapes):
+    env = _shape_env(program)
+    if env is None:
+        return {}, {}
+    dims = _collect_dims(dynamic_shapes, {})
+    debug_names = getattr(env, "source_name_to_debug_name", {}) or {}
+    rename: dict[sympy.Symbol, sympy.Expr] = {}
+    fallback: dict[sympy.Symbol, str] = {}
+    for sym, sources in env.var_to_sources.items():
+        for source in sources:
+            sname = _source_name(source)
+            debug = debug_names.get(sname)
+            target = env.replace(sym)
+            if debug and debug.isidentifier() and isinstance(target, sympy.Symbol):
+                rename.setdefault(target, size_symbol(debug))
+            elif debug and debug in dims and getattr(dims[debug], "root", None) is not None:
+                free = list(target.free_symbols)
+                if len(free) == 1:
+                    rename.setdefault(free[0], size_symbol(dims[debug].root.__name__))
+            if isinstance(target, sympy.Symbol):
+                fallback.setdefault(target, _name_from_source(sname))
+    for sym, name in fallback.items():
+        if sym not in rename:
+            rename[sym] = size_symbol(name)
+    symbols: dict[str, SymbolInfo] = {}
+    for sym, user in rename.items():
+        lo, hi = 2, None
+        vr = env.var_to_range.get(sym)
+        if vr is not None:
+            try:
+                lo = max(2, int(vr.lower))
+            except (TypeError, ValueError, OverflowError):
+                lo = 2
+            try:
+                hi = int(vr.upper) if vr.upper.is_finite else None
+            except (TypeError, ValueError, OverflowError, AttributeError):
+                hi = None
+        name = str(user)
+        prev = symbols.get(name)
+        if prev is not None:
+            lo = max(lo, prev.min)
+            hi = hi if prev.max is None else (prev.max if hi is None else min(hi, prev.max))
+        symbols[name] = SymbolInfo(name, lo, hi)
+    return rename, symbols
+
+
+def _name_from_source(sname: str) -> str:
+    """L['x'].size()[1] -> x_dim1, for dims the user left unnamed."""
+    m = re.match(r"L\['(\w+)'\]\.size\(\)\[(\d+)\]", sname)
+    if m:
+        return f"{m.group(1)}_dim{m.group(2)}"
+    cleaned = re.sub(r"\W+", "_", sname).strip("_")
+    return cleaned or "s"
+
+
+def _to_user_expr(value, rename, cache: dict) -> sympy.Expr:
+    if isinstance(value, bool):
+        return sympy.Integer(int(value))
+    if isinstance(value, int):
+        return sympy.Integer(value)
+    if isinstance(value, torch.SymInt):
+        node = value.node
+        expr = node.expr
+        env = getattr(node, "shape_env", None)
+        hit = cache.get(expr)
+        if hit is not None:
+            return hit
+        out = from_torch(env.replace(expr) if env is not None else expr, rename)
+        cache[node.expr] = out
+        return out
+    if isinstance(value, sympy.Basic):
+        return from_torch(value, rename)
+    if isinstance(value, float):
+        return sympy.Float(value)
+    raise TypeError(f"not a size: {value!r}")
+
+
+def signature_names(model: torch.nn.Module) -> list[str]:
+    """The forward's parameter names (for messages)."""
+    try:
+        return list(inspect.signature(model.forward).parameters)
+    except (TypeError, ValueError):
+        return []

@@ -1,0 +1,91 @@
+"""Command line: `depthscope analyze PATH`. `main(argv) -> int` returns the exit code (0, 1, 2 or 101)."""
+
+from __future__ import annotations
+
+import re
+import sys
+import traceback
+
+import click
+
+from .errors import EXIT_INTERNAL, EXIT_USAGE, CheckFailed, DepthscopeError, InputError
+
+_AT = re.compile(r"^([A-Za-z_]\w*)=(\d+)$")
+
+
+def parse_at(values) -> dict[str, int]:
+    """NAME=INT pairs from repeated --at options (names are checked against the model later)."""
+    sizes: dict[str, int] = {}
+    for text in values:
+        m = _AT.match(text.strip())
+        if not m:
+            raise InputError(f"--at {text!r}: expected NAME=INT with a positive integer, e.g. --at n=1024")
+        sizes[m.group(1)] = int(m.group(2))
+    return sizes
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="depthscope", prog_name="depthscope")
+def cli():
+    """depthscope: symbolic work and parallel depth of PyTorch models."""
+
+
+@cli.command()
+@click.argument("path", type=click.Path(dir_okay=False))
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "markdown"]), default="table", show_default=True)
+@click.option("--at", "at", multiple=True, metavar="NAME=INT", help="Evaluate at these sizes (repeat per symbol).")
+@click.option("--strict", is_flag=True, help="Exit 1 if any op has no cost rule.")
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+def analyze(path, fmt, at, strict, debug):
+    """Analyze the model file PATH: exact work, depth and parallelism, their big-O, and the critical path."""
+    from .api import analyze_file
+    from .report import render
+    from .report.table import unmodeled_warning
+
+    sizes = parse_at(at)
+    report = analyze_file(path)
+    if sizes:
+        report.evaluate(**sizes)  # validates names and ranges before rendering
+    click.echo(render(report, fmt, sizes or None), nl=False)
+    if report.unmodeled and fmt != "table":
+        click.echo(unmodeled_warning(report), err=True)
+    if strict and report.unmodeled:
+        ops = ", ".join(op for op, _ in report.unmodeled)
+        raise CheckFailed(f"--strict: {len(report.unmodeled)} op(s) have no cost rule: {ops}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI and return its exit code instead of exiting."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    from . import capture
+
+    capture.VERBOSE = debug
+    try:
+        cli.main(args=argv, prog_name="depthscope", standalone_mode=False)
+        return 0
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.exceptions.Abort:
+        click.echo("depthscope: aborted", err=True)
+        return EXIT_USAGE
+    except click.ClickException as exc:
+        exc.show()
+        return EXIT_USAGE if exc.exit_code not in (0, 1) else exc.exit_code
+    except DepthscopeError as exc:
+        if debug:
+            traceback.print_exc()
+        click.echo(f"depthscope: {'check failed' if isinstance(exc, CheckFailed) else 'error'}: {exc}", err=True)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        click.echo("depthscope: interrupted", err=True)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - anything else is our bug
+        if debug:
+            traceback.print_exc()
+        click.echo(f"depthscope: internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)", err=True)
+        return EXIT_INTERNAL
+
+
+def entry_point() -> None:
+    sys.exit(main())

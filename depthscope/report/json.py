@@ -1,0 +1,43 @@
+"""JSON renderer: the stable, versioned `depthscope.report/1` schema (docs/json-schema.md)."""
+
+from __future__ import annotations
+
+import json
+
+from ..symbols import big_o, fmt
+
+
+def _metric(expr) -> dict:
+    return {"expr": fmt(expr), "big_o": fmt(big_o(expr))}
+
+
+def report_dict(report, at: dict[str, int] | None = None) -> dict:
+    from ..analysis import SCHEMA
+
+    bo = report.big_o
+    out = {
+        "schema": SCHEMA,
+        "model": report.model,
+        "engine": report.engine,
+        "symbols": {name: {"min": s.min, "max": s.max} for name, s in report.symbols.items()},
+        "work": _metric(report.work),
+        "depth": _metric(report.depth),
+        "parallelism": {"expr": fmt(report.parallelism), "big_o": fmt(bo["parallelism"])},
+        "flops": _metric(report.flops),
+        "node_count": report.node_count,
+        "ops": [
+            {"op": o.op, "count": o.count, "work": fmt(o.work), "depth": fmt(o.depth), "status": o.status}
+            for o in report.ops
+        ],
+        "modules": [{"path": m.path, "type": m.type, "work": fmt(m.work), "depth": fmt(m.depth)} for m in report.modules],
+        "critical_path": [{"node": s.node, "op": s.op, "module": s.module, "depth": fmt(s.depth)} for s in report.critical_path],
+        "unmodeled": [{"op": op, "count": count} for op, count in report.unmodeled],
+    }
+    if at:
+        out["at"] = dict(at)
+        out["values"] = report.evaluate(**at)
+    return out
+
+
+def render(report, at: dict[str, int] | None = None) -> str:
+    return json.dumps(report_dict(report, at), indent=2)
