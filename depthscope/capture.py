@@ -189,6 +189,9 @@ def _explain_export_failure(exc: BaseException, spec: ModelSpec) -> str:
                 f"cannot capture; use torch.cond or remove the branch. torch said: {text.splitlines()[0]}")
     loc = _user_location(exc, os.path.abspath(spec.source), spec.source) if spec.source else where
     first = text.splitlines()[0] if text else ""
+    if "DynamicCache" in first:
+        return (f"{loc}: the model returns a transformers DynamicCache, which torch.export cannot output; "
+                "build the model with use_cache=False in its config")
     return f"{loc}: the model's forward raised {type(exc).__name__} during export: {first}"
 
 

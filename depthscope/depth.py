@@ -34,7 +34,7 @@ def forms_of(expr: sympy.Expr) -> tuple:
         return tuple(_freeze(a) for a in acc)
     coeff, rest = expr.as_coeff_Mul()
     if isinstance(rest, sympy.Max) and coeff.is_number and coeff > 0:
-        return tuple(_freeze(_scale(dict(f), coeff)) for f in forms_of(rest))
+        return tuple(_freeze(_scale(f, coeff)) for f in forms_of(rest))
     if expr.is_number:
         return (_freeze({ONE: Fraction(str(expr)) if not expr.is_Integer else Fraction(int(expr))}),) if expr != 0 else (_freeze({}),)
     c = Fraction(int(coeff)) if coeff.is_Integer else Fraction(str(sympy.nsimplify(coeff)))
@@ -52,7 +52,7 @@ def _add(a: dict, frozen: tuple) -> dict:
     return out
 
 
-def _scale(form: dict, coeff) -> dict:
+def _scale(form: tuple, coeff) -> dict:
     factor = Fraction(str(coeff))
     return {a: c * factor for a, c in form}
 

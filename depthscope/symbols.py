@@ -82,19 +82,16 @@ def _log2_argument(e: sympy.Basic):
     return None
 
 
-def _exact_clog2(e: sympy.Basic) -> sympy.Expr:
-    arg = _log2_argument(e.args[0])
-    if arg is not None and arg.is_Integer:
-        return clog2(arg)
-    return e
-
-
 def evaluate(expr: sympy.Expr, sizes: dict[sympy.Symbol, int]) -> sympy.Expr:
-    """Substitute concrete sizes and evaluate ceil(log2 .) terms exactly (integer bit length, no floats)."""
-    expr = expr.xreplace({s: sympy.Integer(v) for s, v in sizes.items()})
-    if expr.has(sympy.ceiling):
-        expr = expr.replace(is_clog2, _exact_clog2)
-    return expr
+    """Substitute concrete sizes, evaluating ceil(log2 .) terms exactly (integer bit length, no floats)."""
+    values = {s: sympy.Integer(v) for s, v in sizes.items()}
+    # Replace whole ceil(log2 x) atoms first: sympy's own ceiling of log(k)/log(2) goes through evalf.
+    for atom in expr.atoms(sympy.ceiling):
+        if is_clog2(atom):
+            arg = _log2_argument(atom.args[0]).xreplace(values)
+            if arg.is_Integer:
+                values[atom] = clog2(arg)
+    return expr.xreplace(values)
 
 
 def numel(shape) -> sympy.Expr:

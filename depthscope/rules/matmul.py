@@ -71,8 +71,10 @@ def linear(call: OpCall) -> Cost:
 
 @register(aten.einsum)
 def einsum(call: OpCall) -> Cost:
-    """Pairwise contraction left to right (torch's order without opt_einsum); each pair costs a contraction
-    over the letters it consumes, or an elementwise product when it consumes none."""
+    """As at::einsum computes it (without opt_einsum): letters only one operand has and the output lacks are
+    summed out first (tree reduce, no FLOPs; a lone operand is just that sum, or a free view); then pairwise
+    contraction left to right, each pair a contraction over the letters it consumes, or an elementwise product
+    when it consumes none. FLOPs equal flop_counter's count of the bmm calls einsum makes."""
     equation = call.args[0].replace(" ", "")
     operands = list(call.args[1])
     lhs, arrow, out = equation.partition("->")
@@ -99,18 +101,39 @@ def einsum(call: OpCall) -> Cost:
         out_letters = (ell_letters or []) + out_letters
     else:
         out_letters = _expand_ellipsis(out, len(ell_letters or []) + len(out.replace("...", "")))
-    total = Cost()
-    current = expanded[0]
+    # torch's at::einsum first sums out, per operand, the letters no other operand and not the output has
+    # (a tree reduce: no multiply, no FLOPs), then contracts the operands pairwise left to right.
+    counts: dict[str, int] = {}
+    for letters in expanded:
+        for c in dict.fromkeys(letters):
+            counts[c] = counts.get(c, 0) + 1
+    pre = []
+    for i, letters in enumerate(expanded):
+        letters = list(dict.fromkeys(letters))  # a repeated letter takes the diagonal (a view)
+        lone = [c for c in letters if c not in out_letters and (counts[c] == 1 or len(expanded) == 1)]
+        pre.append(_sum_cost(letters, lone, sizes))
+        expanded[i] = [c for c in letters if c not in lone]
     if len(expanded) == 1:
-        reduced = [c for c in set(current) if c not in out_letters]
-        return _pair_cost(current, reduced, sizes)
+        return pre[0]
+    work, flops, depth = pre[0].work, pre[0].flops, pre[0].depth
+    current = expanded[0]
     for i, nxt in enumerate(expanded[1:], start=1):
         later = set(out_letters).union(*[set(e) for e in expanded[i + 1 :]])
         union = list(dict.fromkeys(current + nxt))
         reduced = [c for c in union if c not in later]
-        total = total + _pair_cost(union, reduced, sizes)
+        step = _pair_cost(union, reduced, sizes)
+        # the pair starts when both the running result and the next operand's own sums are done
+        work, flops = work + pre[i].work + step.work, flops + pre[i].flops + step.flops
+        depth = sympy.Max(depth, pre[i].depth) + step.depth
         current = [c for c in union if c in later]
-    return total
+    return Cost(work, depth, flops)
+
+
+def _sum_cost(letters, summed, sizes) -> Cost:
+    """Summing out `summed` letters of one operand: a tree over their product, work numel (free when none)."""
+    if not summed:
+        return Cost()
+    return Cost(numel([sizes[c] for c in letters]), clog2(numel([sizes[c] for c in summed])))
 
 
 def _pair_cost(letters, reduced, sizes) -> Cost:

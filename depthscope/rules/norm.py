@@ -78,11 +78,10 @@ def batch_norm(call: OpCall) -> Cost:
     5 C work, depth 4), then x * scale + shift (2 numel, depth 2)."""
     x = call.args[0]
     channels = x.shape[1] if x.ndim > 1 else x.shape[0]
-    training = call.arg("training", False)
+    # every overload but _native_batch_norm_legit_no_training takes a `training` flag (legit included)
+    training = bool(call.arg("training", False))
     if str(call.op).startswith("aten._native_batch_norm_legit_no_training"):
         training = False
-    elif str(call.op).startswith("aten._native_batch_norm_legit"):
-        training = True
     if training:
         return standardize(x, sympy.cancel(x.numel / channels), _affine_steps(call))
     return Cost(5 * channels, 4) + Cost(2 * x.numel, 2)

@@ -38,21 +38,41 @@ def avg_pool(call: OpCall) -> Cost:
     return window_reduce(call.out.numel, numel(_kernel(call)), average=True)
 
 
-def _adaptive_window(call: OpCall):
-    """Adaptive pooling windows span ceil(in/out) values per spatial dim (exact when out divides in)."""
+def _adaptive_windows(i, o) -> tuple:
+    """(sum, max) of the window lengths along one dim: output j pools [floor(j*i/o), ceil((j+1)*i/o)).
+
+    Exact when i and o are integers (windows overlap and differ in length when o does not divide i: in=5, out=3
+    gives 2, 3, 2); symbolic i is approximated by ceil(i/o) per window, exact when o divides i (always for o = 1).
+    """
+    if o == 1:
+        return i, i
+    if isinstance(i, (int, sympy.Integer)) and isinstance(o, (int, sympy.Integer)):
+        i, o = int(i), int(o)
+        lengths = [-((-(j + 1) * i) // o) - (j * i) // o for j in range(o)]
+        return sympy.Integer(sum(lengths)), sympy.Integer(max(lengths))
+    w = sympy.ceiling(i / o)
+    return o * w, w
+
+
+def adaptive_reduce(call: OpCall, average: bool) -> Cost:
+    """Every output reduces its window with a tree; windows are products of per-dim windows, so the total
+    read is rows * prod(sum of window lengths per dim) and the deepest tree is over prod(max length per dim)."""
     x = call.args[0]
-    out_size = call.arg("output_size")
+    out_size = list(call.arg("output_size"))
     spatial_in = x.shape[x.ndim - len(out_size):]
-    return numel([sympy.ceiling(i / o) if o != 1 else i for i, o in zip(spatial_in, out_size)])
+    rows = numel(x.shape[: x.ndim - len(out_size)])
+    windows = [_adaptive_windows(i, o) for i, o in zip(spatial_in, out_size)]
+    cost = Cost(rows * numel([w[0] for w in windows]), clog2(numel([w[1] for w in windows])))
+    return cost + Cost(call.out.numel, 1) if average else cost
 
 
 @register(aten.adaptive_avg_pool1d, aten.adaptive_avg_pool2d, aten.adaptive_avg_pool3d, aten._adaptive_avg_pool2d,
           aten._adaptive_avg_pool3d)
 def adaptive_avg_pool(call: OpCall) -> Cost:
-    return window_reduce(call.out.numel, _adaptive_window(call), average=True)
+    return adaptive_reduce(call, average=True)
 
 
 @register(aten.adaptive_max_pool1d, aten.adaptive_max_pool2d, aten.adaptive_max_pool3d)
 def adaptive_max_pool(call: OpCall) -> Cost:
-    return window_reduce(call.out.numel, _adaptive_window(call), average=False)
+    return adaptive_reduce(call, average=False)
 
