@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import operator
 from collections import defaultdict
 from dataclasses import dataclass, field
 
@@ -228,36 +229,101 @@ def _contains_tensor(v) -> bool:
     return False
 
 
+class _Outputs(tuple):
+    """Per-output frontiers of a node whose outputs come from a subgraph (selected by getitem)."""
+
+
+# Higher-order ops that only wrap a subgraph (grad mode, autocast): cost = the subgraph's cost.
+WRAPPER_HOPS = {"wrap_with_set_grad_enabled", "wrap_with_autocast", "wrap", "tag_activation_checkpoint",
+                "autograd_function_apply"}
+
+
+class _Walker:
+    """Walks a graph (and wrapped subgraphs) in topological order, costing nodes and tracking longest paths."""
+
+    def __init__(self, captured: Captured, rules: dict | None):
+        self.gm = captured.graph_module
+        self.coster = _GraphCoster(captured, rules)
+        self.dom = Dominance(captured.symbols)
+        self.records: list[NodeCost] = []
+        self.record_of: dict = {}
+
+    def inputs_frontier(self, node, frontier) -> list:
+        entries = []
+        for i in node.all_input_nodes:
+            f = frontier.get(i, [ROOT])
+            if isinstance(f, _Outputs):
+                f = [e for part in f for e in part]
+            entries.extend(f)
+        return prune(entries, self.dom) or [ROOT]
+
+    def walk(self, gm, args_frontiers: list | None = None, prefix: str = "") -> list:
+        """Return one frontier per graph output."""
+        frontier: dict = {}
+        placeholders = 0
+        outputs: list = [[ROOT]]
+        for node in gm.graph.nodes:
+            if node.op == "placeholder":
+                given = args_frontiers[placeholders] if args_frontiers and placeholders < len(args_frontiers) else [ROOT]
+                frontier[node] = given
+                placeholders += 1
+            elif node.op == "get_attr":
+                frontier[node] = [ROOT]
+            elif node.op == "output":
+                outs = node.args[0] if isinstance(node.args[0], (list, tuple)) else [node.args[0]]
+                outputs = [self._frontier_of(o, frontier) for o in outs]
+            elif node.op == "call_function":
+                frontier[node] = self.visit(node, frontier, gm, prefix)
+            else:
+                raise InputError(f"unsupported graph node {node.op} {node.target} in the exported program")
+        return outputs
+
+    def _frontier_of(self, value, frontier) -> list:
+        if isinstance(value, torch.fx.Node):
+            f = frontier.get(value, [ROOT])
+            return prune([e for part in f for e in part], self.dom) if isinstance(f, _Outputs) else f
+        return [ROOT]
+
+    def visit(self, node, frontier, gm, prefix):
+        target = node.target
+        if target is operator.getitem and isinstance(frontier.get(node.args[0]), _Outputs):
+            parts = frontier[node.args[0]]
+            index = node.args[1]
+            return parts[index] if isinstance(index, int) and -len(parts) <= index < len(parts) else self.inputs_frontier(node, frontier)
+        if isinstance(target, torch._ops.HigherOrderOperator) and target.name() in WRAPPER_HOPS:
+            sub = self._subgraph(node, gm)
+            if sub is not None:
+                sub_gm, operand_nodes = sub
+                args = [self._frontier_of(a, frontier) for a in operand_nodes]
+                return _Outputs(self.walk(sub_gm, args, prefix=f"{prefix}{node.name}/"))
+        cost, status = self.coster.cost(node)
+        module, mtype = _module_of(node)
+        rec = NodeCost(prefix + node.name, _op_name(target), module, mtype, cost, status)
+        self.records.append(rec)
+        self.record_of[node] = rec
+        merged = self.inputs_frontier(node, frontier)
+        if cost.depth == 0:
+            return merged
+        own_forms = forms_of(cost.depth)
+        return prune([Entry(add_forms(e.form, own), node, own, e) for e in merged for own in own_forms], self.dom)
+
+    @staticmethod
+    def _subgraph(node, gm):
+        """(subgraph module, operand nodes) for a wrapper HOP: the first get_attr GraphModule argument and what follows."""
+        for i, a in enumerate(node.args):
+            if isinstance(a, torch.fx.Node) and a.op == "get_attr":
+                sub = getattr(gm, a.target, None)
+                if isinstance(sub, torch.fx.GraphModule):
+                    return sub, list(node.args[i + 1 :])
+        return None
+
+
 def analyze_captured(captured: Captured, rules: dict | None = None) -> Report:
     """Cost every node, sum work, and find the longest path by pruned linear-form max."""
-    gm = captured.graph_module
-    coster = _GraphCoster(captured, rules)
-    dom = Dominance(captured.symbols)
-    frontier: dict = {}
-    records: list[NodeCost] = []
-    record_of: dict = {}
-    final: list = [ROOT]
-    for node in gm.graph.nodes:
-        if node.op in ("placeholder", "get_attr"):
-            frontier[node] = [ROOT]
-            continue
-        if node.op == "output":
-            final = prune([e for i in node.all_input_nodes for e in frontier[i]], dom) or [ROOT]
-            continue
-        if node.op != "call_function":
-            raise InputError(f"unsupported graph node {node.op} {node.target} in the exported program")
-        cost, status = coster.cost(node)
-        module, mtype = _module_of(node)
-        rec = NodeCost(node.name, _op_name(node.target), module, mtype, cost, status)
-        records.append(rec)
-        record_of[node] = rec
-        merged = prune([e for i in node.all_input_nodes for e in frontier[i]], dom) or [ROOT]
-        if cost.depth == 0:
-            frontier[node] = merged
-            continue
-        own_forms = forms_of(cost.depth)
-        frontier[node] = prune([Entry(add_forms(e.form, own), node, own, e) for e in merged for own in own_forms], dom)
-    return _build_report(captured, records, record_of, final, dom)
+    walker = _Walker(captured, rules)
+    outputs = walker.walk(walker.gm)
+    final = prune([e for f in outputs for e in f], walker.dom) or [ROOT]
+    return _build_report(captured, walker.records, walker.record_of, final, walker.dom)
 
 
 def _reference_sizes(symbols: dict[str, SymbolInfo]) -> dict:
