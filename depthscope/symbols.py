@@ -175,7 +175,9 @@ def _loosen(expr: sympy.Expr) -> sympy.Expr:
     if isinstance(expr, sympy.Mod):
         return args[1]
     if isinstance(expr, sympy.log):
-        return sympy.expand_log(sympy.log(args[0]), force=True)
+        # log(x) grows as log of x's dominant terms, and log(a + b) is within a factor 2 of log(a) + log(b)
+        inner = big_o(args[0])
+        return sympy.Add(*[sympy.expand_log(sympy.log(t), force=True) for t in sympy.Add.make_args(inner)])
     return expr.func(*args)
 
 

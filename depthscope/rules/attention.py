@@ -17,7 +17,7 @@ def attention_cost(q: TensorMeta, k: TensorMeta, v: TensorMeta, masked: bool, dr
     """Batch dims B = q.shape[:-2], L queries, S keys, head dims E (q, k) and Ev (v).
 
     FLOPs 2*B*L*S*E + 2*B*L*S*Ev, as flop_counter's sdpa_flop_count. Depth: QK^T 1 + ceil(log2 E); scale 1;
-    mask 1; softmax over S 2 ceil(log2 S) + 3; dropout 1; times V 1 + ceil(log2 S).
+    mask 1; softmax over S 2 ceil(log2 S) + 3; dropout 2 (draw the mask, multiply); times V 1 + ceil(log2 S).
     """
     batch = numel(q.shape[:-2])
     length, e = q.shape[-2], q.shape[-1]

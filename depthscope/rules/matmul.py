@@ -131,9 +131,10 @@ def einsum(call: OpCall) -> Cost:
 
 def _sum_cost(letters, summed, sizes) -> Cost:
     """Summing out `summed` letters of one operand: a tree over their product, work numel (free when none)."""
-    if not summed:
+    k = numel([sizes[c] for c in summed])
+    if k == 1:  # nothing to sum (no letters, or broadcast letters of size 1: a squeeze)
         return Cost()
-    return Cost(numel([sizes[c] for c in letters]), clog2(numel([sizes[c] for c in summed])))
+    return Cost(numel([sizes[c] for c in letters]), clog2(k))
 
 
 def _pair_cost(letters, reduced, sizes) -> Cost:

@@ -1,0 +1,620 @@
+"""Unit tests of the per-op cost rules on symbolic shapes, against hand-derived formulas.
+
+Every rule is a pure function of an OpCall whose tensors are TensorMeta with sympy shapes, so no tensor is built
+here. Each expected work / depth / FLOPs value is derived in the test from the work-depth model
+(shared/BACKGROUND.md): an elementwise step is numel work at depth 1, a reduction of k values per output is a
+fan-in-2 tree of depth ceil(log2 k) (written `lg(k)` below), a dot product of length k is k multiplies at
+depth 1 then a tree, and FLOPs count 2 per multiply-add of the matmul family as torch.utils.flop_counter does.
+"""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import sympy
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch.utils import flop_counter
+
+from depthscope.rules import FREE_OPS, RULES, OpCall, TensorMeta, lookup
+from depthscope.rules.elementwise import elementwise
+from depthscope.rules.registry import unmodeled
+from depthscope.symbols import big_o, clog2, evaluate, size_symbol
+
+aten = torch.ops.aten
+
+b, n, d, m, e, h, C = (size_symbol(s) for s in ("b", "n", "d", "m", "e", "h", "C"))
+H, W, Ho, Wo, L, S, E, Ev, V = (size_symbol(s) for s in ("H", "W", "Ho", "Wo", "L", "S", "E", "Ev", "V"))
+
+
+def lg(k):
+    """ceil(log2 k): depth of a fan-in-2 tree over k values (clog2's exactness is tested at the end of this file)."""
+    return clog2(k)
+
+
+def T(*shape) -> TensorMeta:
+    return TensorMeta(tuple(sympy.sympify(s) for s in shape))
+
+
+def rule_cost(op, args, out, kwargs=None):
+    """Look the op up as the engine does and apply its rule; `out` is one TensorMeta or a tuple of them."""
+    rule = lookup(op)
+    assert rule is not None, f"no rule for {op}"
+    outputs = out if isinstance(out, tuple) else (out,)
+    return rule(OpCall(op, tuple(args), dict(kwargs or {}), outputs))
+
+
+_POINTS = [2, 3, 5, 7, 8, 13, 64, 100, 1000, 1025]
+
+
+def same(actual, expected) -> bool:
+    """Symbolically equal, or (when sympy cannot show it, e.g. ceil(log2(4x)) vs 2 + ceil(log2 x)) equal when
+    evaluated exactly at many size assignments."""
+    actual, expected = sympy.sympify(actual), sympy.sympify(expected)
+    if sympy.expand(actual - expected) == 0:
+        return True
+    syms = sorted(actual.free_symbols | expected.free_symbols, key=str)
+    rng = random.Random(0)
+    for _ in range(25):
+        sizes = {s: rng.choice(_POINTS) for s in syms}
+        if evaluate(actual, sizes) != evaluate(expected, sizes):
+            return False
+    return True
+
+
+def check(cost, work, depth, flops=0):
+    assert same(cost.work, work), f"work: got {cost.work}, expected {work}"
+    assert same(cost.depth, depth), f"depth: got {cost.depth}, expected {depth}"
+    assert same(cost.flops, flops), f"flops: got {cost.flops}, expected {flops}"
+
+
+def case(id_, *values):
+    return pytest.param(*values, id=id_)
+
+
+# ---------------------------------------------------------------------------------------------
+# Matrix products: out elements each a dot product of length k: 2*out*k FLOPs, depth 1 (multiply) + lg(k).
+
+MATMUL_CASES = [
+    case("mm", aten.mm.default, (T(n, d), T(d, m)), {}, T(n, m),
+         2 * n * m * d, 1 + lg(d), 2 * n * m * d),
+    # the bias is one more elementwise add over the output: +n*m work, +1 depth, no FLOPs
+    case("addmm-bias", aten.addmm.default, (T(m), T(n, d), T(d, m)), {}, T(n, m),
+         2 * n * m * d + n * m, 2 + lg(d), 2 * n * m * d),
+    case("bmm", aten.bmm.default, (T(b, n, d), T(b, d, m)), {}, T(b, n, m),
+         2 * b * n * m * d, 1 + lg(d), 2 * b * n * m * d),
+    case("baddbmm-bias", aten.baddbmm.default, (T(b, n, m), T(b, n, d), T(b, d, m)), {}, T(b, n, m),
+         2 * b * n * m * d + b * n * m, 2 + lg(d), 2 * b * n * m * d),
+    # addbmm also sums over the batch: each output is a dot product of length b*d
+    case("addbmm-sums-batch", aten.addbmm.default, (T(n, m), T(b, n, d), T(b, d, m)), {}, T(n, m),
+         2 * n * m * b * d + n * m, 2 + lg(b * d), 2 * n * m * b * d),
+    case("matmul-4d-by-2d-broadcast", aten.matmul.default, (T(b, h, n, d), T(d, m)), {}, T(b, h, n, m),
+         2 * b * h * n * m * d, 1 + lg(d), 2 * b * h * n * m * d),
+    case("matmul-2d-by-3d-broadcast", aten.matmul.default, (T(n, d), T(b, d, m)), {}, T(b, n, m),
+         2 * b * n * m * d, 1 + lg(d), 2 * b * n * m * d),
+    case("matmul-vector-by-batch", aten.matmul.default, (T(d), T(b, d, m)), {}, T(b, m),
+         2 * b * m * d, 1 + lg(d), 2 * b * m * d),
+    case("matmul-batch-by-vector", aten.matmul.default, (T(b, n, d), T(d)), {}, T(b, n),
+         2 * b * n * d, 1 + lg(d), 2 * b * n * d),
+    case("mv", aten.mv.default, (T(n, d), T(d)), {}, T(n), 2 * n * d, 1 + lg(d), 2 * n * d),
+    case("dot", aten.dot.default, (T(n), T(n)), {}, T(), 2 * n, 1 + lg(n), 2 * n),
+    case("outer-no-sum", aten.outer.default, (T(n), T(m)), {}, T(n, m), n * m, 1, 0),
+    case("linear-no-bias", aten.linear.default, (T(b, n, d), T(m, d)), {}, T(b, n, m),
+         2 * b * n * m * d, 1 + lg(d), 2 * b * n * m * d),
+    case("linear-bias-None", aten.linear.default, (T(b, n, d), T(m, d), None), {}, T(b, n, m),
+         2 * b * n * m * d, 1 + lg(d), 2 * b * n * m * d),
+    case("linear-bias-positional", aten.linear.default, (T(b, n, d), T(m, d), T(m)), {}, T(b, n, m),
+         2 * b * n * m * d + b * n * m, 2 + lg(d), 2 * b * n * m * d),
+    case("linear-bias-kwarg", aten.linear.default, (T(b, n, d), T(m, d)), {"bias": T(m)}, T(b, n, m),
+         2 * b * n * m * d + b * n * m, 2 + lg(d), 2 * b * n * m * d),
+]
+
+
+@pytest.mark.parametrize("op, args, kwargs, out, work, depth, flops", MATMUL_CASES)
+def test_matmul_family(op, args, kwargs, out, work, depth, flops):
+    check(rule_cost(op, args, out, kwargs), work, depth, flops)
+
+
+@pytest.mark.parametrize("op, args, out, formula", [
+    case("mm", aten.mm.default, (T(n, d), T(d, m)), T(n, m), lambda: flop_counter.mm_flop((n, d), (d, m))),
+    case("addmm", aten.addmm.default, (T(m), T(n, d), T(d, m)), T(n, m),
+         lambda: flop_counter.addmm_flop((m,), (n, d), (d, m))),
+    case("bmm", aten.bmm.default, (T(b, n, d), T(b, d, m)), T(b, n, m),
+         lambda: flop_counter.bmm_flop((b, n, d), (b, d, m))),
+    case("baddbmm", aten.baddbmm.default, (T(b, n, m), T(b, n, d), T(b, d, m)), T(b, n, m),
+         lambda: flop_counter.baddbmm_flop((b, n, m), (b, n, d), (b, d, m))),
+])
+def test_matmul_flops_equal_flop_counter_formulas(op, args, out, formula):
+    """flop_counter's own formulas accept sympy sizes: the rules' FLOPs must be the same expressions."""
+    assert same(rule_cost(op, args, out).flops, formula())
+
+
+# ---------------------------------------------------------------------------------------------
+# einsum: letters only one operand has (and the output lacks) are summed first (a tree, no FLOPs), then the
+# operands contract pairwise left to right, each pair a contraction over the letters no later operand needs.
+
+EINSUM_CASES = [
+    case("2-operand-ij,jk->ik", "ij,jk->ik", (T(n, d), T(d, m)), T(n, m),
+         2 * n * m * d, 1 + lg(d), 2 * n * m * d),
+    case("implicit-output-ij,jk", "ij,jk", (T(n, d), T(d, m)), T(n, m),
+         2 * n * m * d, 1 + lg(d), 2 * n * m * d),
+    case("batch-letters-bnd,bmd->bnm", "bnd,bmd->bnm", (T(b, n, d), T(b, m, d)), T(b, n, m),
+         2 * b * n * m * d, 1 + lg(d), 2 * b * n * m * d),
+    case("batch-and-heads-bhnd,bhmd->bhnm", "bhnd,bhmd->bhnm", (T(b, h, n, d), T(b, h, m, d)), T(b, h, n, m),
+         2 * b * h * n * m * d, 1 + lg(d), 2 * b * h * n * m * d),
+    case("ellipsis-both", "...ij,...jk->...ik", (T(b, h, n, d), T(b, h, d, m)), T(b, h, n, m),
+         2 * b * h * n * m * d, 1 + lg(d), 2 * b * h * n * m * d),
+    case("ellipsis-broadcast", "...ij,jk->...ik", (T(b, h, n, d), T(d, m)), T(b, h, n, m),
+         2 * b * h * n * m * d, 1 + lg(d), 2 * b * h * n * m * d),
+    case("ellipsis-spaces", "... i j , ... j k -> ... i k", (T(b, n, d), T(b, d, m)), T(b, n, m),
+         2 * b * n * m * d, 1 + lg(d), 2 * b * n * m * d),
+    # (ij,jk) over j: n*m outputs of length d; then (ik,kl) over k: n*e outputs of length m, after the first
+    case("3-operand-chain", "ij,jk,kl->il", (T(n, d), T(d, m), T(m, e)), T(n, e),
+         2 * n * m * d + 2 * n * e * m, (1 + lg(d)) + (1 + lg(m)), 2 * n * m * d + 2 * n * e * m),
+    case("hadamard-no-contraction", "ij,ij->ij", (T(n, d), T(n, d)), T(n, d), n * d, 1, 0),
+    case("outer-product", "i,j->ij", (T(n), T(m)), T(n, m), n * m, 1, 0),
+    # n is only in x and not in the output: torch sums it first (b*n*d reads, depth lg n), then bd,de->be
+    case("lone-letter-summed-first", "bnd,de->be", (T(b, n, d), T(d, e)), T(b, e),
+         b * n * d + 2 * b * d * e, lg(n) + 1 + lg(d), 2 * b * d * e),
+    case("single-operand-sum", "bnd->bd", (T(b, n, d),), T(b, d), b * n * d, lg(n), 0),
+    case("single-operand-permute-is-a-view", "ij->ji", (T(n, d),), T(d, n), 0, 0, 0),
+]
+
+
+@pytest.mark.parametrize("equation, operands, out, work, depth, flops", EINSUM_CASES)
+def test_einsum(equation, operands, out, work, depth, flops):
+    check(rule_cost(aten.einsum.default, (equation, list(operands)), out), work, depth, flops)
+
+
+# ---------------------------------------------------------------------------------------------
+# Convolution: FLOPs = 2 * out * (C_in/groups) * prod(kernel) (transposed: over the input's spatial extent);
+# each output sums its fan-in (C_in/groups) * prod(kernel) products: depth 1 + lg(fan-in).
+
+CONV_CASES = [
+    # 8 -> 16 channels, groups 4: weight [16, 2, 3, 3], fan-in 2*9 = 18, lg 18 = 5
+    case("conv2d-groups", aten.conv2d.default, (T(b, 8, H, W), T(16, 2, 3, 3), None, [2, 2], [1, 1], [1, 1], 4),
+         T(b, 16, Ho, Wo), False, 2 * b * 16 * Ho * Wo * 18, 1 + 5, 0),
+    case("conv2d-bias", aten.conv2d.default, (T(b, 8, H, W), T(16, 8, 3, 3), T(16)), T(b, 16, Ho, Wo), False,
+         2 * b * 16 * Ho * Wo * 72 + b * 16 * Ho * Wo, 1 + 7 + 1, 0),
+    case("convolution-groups", aten.convolution.default,
+         (T(b, 8, H, W), T(16, 2, 3, 3), None, [1, 1], [1, 1], [1, 1], False, [0, 0], 4),
+         T(b, 16, Ho, Wo), False, 2 * b * 16 * Ho * Wo * 18, 1 + 5, 0),
+    case("conv1d-length", aten.conv1d.default, (T(b, 3, n), T(5, 3, 3)), T(b, 5, n - 2), False,
+         2 * b * 5 * (n - 2) * 9, 1 + 4, 0),
+    # transposed: weight [C_in=8, C_out/groups=3, 4, 4], groups 2 -> 6 outputs; every input point is scattered
+    # through the kernel: 2 * b*H*W * 8*3*16 FLOPs; an output gathers at most (8/2)*16 = 64 products: lg 64 = 6
+    case("conv_transpose2d-groups", aten.conv_transpose2d.input,
+         (T(b, 8, H, W), T(8, 3, 4, 4), None, [2, 2], [1, 1], [0, 0], 2), T(b, 6, Ho, Wo), True,
+         2 * b * H * W * 8 * 3 * 16, 1 + 6, 0),
+    case("convolution-transposed", aten.convolution.default,
+         (T(b, 8, H, W), T(8, 3, 4, 4), None, [2, 2], [1, 1], [1, 1], True, [0, 0], 2),
+         T(b, 6, Ho, Wo), True, 2 * b * H * W * 8 * 3 * 16, 1 + 6, 0),
+    case("conv_transpose1d-bias", aten.conv_transpose1d.default, (T(b, 4, n), T(4, 5, 3), T(5)),
+         T(b, 5, m), True, 2 * b * n * 4 * 5 * 3 + b * 5 * m, 1 + 4 + 1, 0),
+]
+
+
+@pytest.mark.parametrize("op, args, out, transposed, work, depth, _", CONV_CASES)
+def test_convolution(op, args, out, transposed, work, depth, _):
+    x, w = args[0], args[1]
+    cost = rule_cost(op, args, out)
+    reference = flop_counter.conv_flop_count(list(x.shape), list(w.shape), list(out.shape), transposed=transposed)
+    check(cost, work, depth, reference)
+
+
+# ---------------------------------------------------------------------------------------------
+# Scaled dot-product attention, B = batch dims of q, L queries, S keys, E (q, k) and Ev (v) head dims.
+# Depth along the math path:  Q K^T: 1 + lg(E) (multiply, tree over E)
+#                             * scale: 1
+#                             [+ mask or causal fill: 1]
+#                             softmax over S: 2 lg(S) + 3 (max tree, subtract, exp, sum tree, divide)
+#                             [dropout: mask draw and multiply, 2]
+#                             P V: 1 + lg(S) (multiply, tree over S)
+# plain total: lg(E) + 3 lg(S) + 6. Work: 2BLSE + BLS (scale) + 5BLS (softmax) + 2BLS*Ev, +BLS masked,
+# +2BLS with dropout. FLOPs only the two products: 2BLS(E + Ev), flop_counter's sdpa_flop_count.
+
+_BLS = b * h * L * S
+_PLAIN_WORK = 2 * _BLS * E + _BLS + 5 * _BLS + 2 * _BLS * Ev
+_PLAIN_DEPTH = (1 + lg(E)) + 1 + (2 * lg(S) + 3) + (1 + lg(S))
+_SDPA_FLOPS = 2 * _BLS * E + 2 * _BLS * Ev
+_Q, _K, _V, _O = T(b, h, L, E), T(b, h, S, E), T(b, h, S, Ev), T(b, h, L, Ev)
+
+SDPA_CASES = [
+    case("plain", aten.scaled_dot_product_attention.default, (_Q, _K, _V), {},
+         _PLAIN_WORK, _PLAIN_DEPTH),
+    case("causal", aten.scaled_dot_product_attention.default, (_Q, _K, _V), {"is_causal": True},
+         _PLAIN_WORK + _BLS, _PLAIN_DEPTH + 1),
+    case("attn-mask-positional", aten.scaled_dot_product_attention.default, (_Q, _K, _V, T(L, S)), {},
+         _PLAIN_WORK + _BLS, _PLAIN_DEPTH + 1),
+    case("attn-mask-kwarg", aten.scaled_dot_product_attention.default, (_Q, _K, _V), {"attn_mask": T(b, 1, L, S)},
+         _PLAIN_WORK + _BLS, _PLAIN_DEPTH + 1),
+    case("dropout", aten.scaled_dot_product_attention.default, (_Q, _K, _V, None, 0.1), {},
+         _PLAIN_WORK + 2 * _BLS, _PLAIN_DEPTH + 2),
+    case("math-overload-causal", aten._scaled_dot_product_attention_math.default, (_Q, _K, _V, None, 0.0, True), {},
+         _PLAIN_WORK + _BLS, _PLAIN_DEPTH + 1),
+    case("flash-cpu-plain", aten._scaled_dot_product_flash_attention_for_cpu.default, (_Q, _K, _V), {},
+         _PLAIN_WORK, _PLAIN_DEPTH),
+    case("flash-cpu-causal", aten._scaled_dot_product_flash_attention_for_cpu.default, (_Q, _K, _V, 0.0, True), {},
+         _PLAIN_WORK + _BLS, _PLAIN_DEPTH + 1),
+    case("efficient-bias", aten._scaled_dot_product_efficient_attention.default, (_Q, _K, _V, T(b, h, L, S), False),
+         {}, _PLAIN_WORK + _BLS, _PLAIN_DEPTH + 1),
+]
+
+
+@pytest.mark.parametrize("op, args, kwargs, work, depth", SDPA_CASES)
+def test_sdpa(op, args, kwargs, work, depth):
+    check(rule_cost(op, args, _O, kwargs), work, depth, _SDPA_FLOPS)
+
+
+def test_sdpa_plain_depth_is_lgE_plus_3lgS_plus_6():
+    cost = rule_cost(aten.scaled_dot_product_attention.default, (_Q, _K, _V), _O)
+    assert same(cost.depth, lg(E) + 3 * lg(S) + 6)
+    assert big_o(cost.depth) == sympy.log(E) + sympy.log(S)
+
+
+def test_sdpa_grouped_query_attention_counts_query_heads():
+    """GQA: 8 query heads over 2 key/value heads; every query head still does its own products."""
+    q, k, v = T(b, 8, L, 64), T(b, 2, S, 64), T(b, 2, S, 32)
+    cost = rule_cost(aten.scaled_dot_product_attention.default, (q, k, v), T(b, 8, L, 32), {"enable_gqa": True})
+    bls = b * 8 * L * S
+    check(cost, 2 * bls * 64 + bls + 5 * bls + 2 * bls * 32, (1 + 6) + 1 + (2 * lg(S) + 3) + (1 + lg(S)),
+          flop_counter.sdpa_flop_count(q.shape, k.shape, v.shape))
+
+
+# ---------------------------------------------------------------------------------------------
+# Softmax family over rows of k: max tree, subtract, exp, sum tree, divide -> work 5 numel, depth 2 lg(k) + 3;
+# log_softmax: log of each row sum and a subtract instead of the divide -> 5 numel + rows, 2 lg(k) + 4.
+
+SOFTMAX_CASES = [
+    case("_softmax-last", aten._softmax.default, (T(b, n, m), -1, False), T(b, n, m),
+         5 * b * n * m, 2 * lg(m) + 3),
+    case("softmax.int-dim1", aten.softmax.int, (T(b, n, m), 1), T(b, n, m), 5 * b * n * m, 2 * lg(n) + 3),
+    case("_log_softmax-last", aten._log_softmax.default, (T(b, n, m), -1, False), T(b, n, m),
+         5 * b * n * m + b * n, 2 * lg(m) + 4),
+    case("log_softmax.int-dim0", aten.log_softmax.int, (T(b, n, m), 0), T(b, n, m),
+         5 * b * n * m + n * m, 2 * lg(b) + 4),
+]
+
+
+@pytest.mark.parametrize("op, args, out, work, depth", SOFTMAX_CASES)
+def test_softmax(op, args, out, work, depth):
+    check(rule_cost(op, args, out), work, depth, 0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Normalisations over rows of k values (N = numel, R = N/k rows):
+#   mean: tree (N, lg k) + divide (R, 1); x - mean, square (2N, 2); variance: tree (N, lg k) + divide (R, 1);
+#   + eps, rsqrt (2R, 2); times rstd (N, 1)  ->  work 5N + 4R, depth 2 lg(k) + 7; each affine step +N, +1.
+
+def _standardize(N, k, affine=0):
+    R = sympy.cancel(N / k)
+    return 5 * N + 4 * R + affine * N, 2 * lg(k) + 7 + affine
+
+
+NORM_CASES = [
+    case("layer_norm-no-affine", aten.layer_norm.default, (T(b, n, d), [d]), T(b, n, d),
+         *_standardize(b * n * d, d)),
+    case("layer_norm-weight", aten.layer_norm.default, (T(b, n, d), [d], T(d)), T(b, n, d),
+         *_standardize(b * n * d, d, 1)),
+    case("layer_norm-weight-bias", aten.layer_norm.default, (T(b, n, d), [d], T(d), T(d)), T(b, n, d),
+         *_standardize(b * n * d, d, 2)),
+    case("layer_norm-two-dims", aten.layer_norm.default, (T(b, n, d), [n, d], T(n, d), T(n, d)), T(b, n, d),
+         *_standardize(b * n * d, n * d, 2)),
+    case("native_layer_norm", aten.native_layer_norm.default, (T(b, n, d), [d], T(d), T(d), 1e-5),
+         (T(b, n, d), T(b, n, 1), T(b, n, 1)), *_standardize(b * n * d, d, 2)),
+    # train: statistics per channel over b*H*W values
+    case("batch_norm-train", aten.batch_norm.default,
+         (T(b, 16, H, W), T(16), T(16), T(16), T(16), True, 0.1, 1e-5, False), T(b, 16, H, W),
+         *_standardize(16 * b * H * W, b * H * W, 2)),
+    case("_native_batch_norm_legit-train", aten._native_batch_norm_legit.default,
+         (T(b, 16, H, W), None, None, T(16), T(16), True, 0.1, 1e-5), (T(b, 16, H, W), T(16), T(16)),
+         *_standardize(16 * b * H * W, b * H * W, 0)),
+    # eval: running stats fold into scale and shift per channel (+eps, rsqrt, *weight; mean*scale, bias-:
+    # 5C work, depth 4), then x * scale + shift (2N, depth 2)
+    case("batch_norm-eval", aten.batch_norm.default,
+         (T(b, 16, H, W), T(16), T(16), T(16), T(16), False, 0.1, 1e-5, False), T(b, 16, H, W),
+         5 * 16 + 2 * 16 * b * H * W, 4 + 2),
+    case("_native_batch_norm_legit_no_training", aten._native_batch_norm_legit_no_training.default,
+         (T(b, 16, H, W), T(16), T(16), T(16), T(16), 0.1, 1e-5), (T(b, 16, H, W), T(0), T(0)),
+         5 * 16 + 2 * 16 * b * H * W, 4 + 2),
+    case("_native_batch_norm_legit-training-False", aten._native_batch_norm_legit.default,
+         (T(b, 16, H, W), T(16), T(16), T(16), T(16), False, 0.1, 1e-5), (T(b, 16, H, W), T(0), T(0)),
+         5 * 16 + 2 * 16 * b * H * W, 4 + 2),
+    # 32 channels in 8 groups: each of the b*8 rows has 4*H*W values
+    case("group_norm-affine", aten.group_norm.default, (T(b, 32, H, W), 8, T(32), T(32)), T(b, 32, H, W),
+         *_standardize(32 * b * H * W, 4 * H * W, 2)),
+    case("group_norm-no-affine", aten.group_norm.default, (T(b, 32, H, W), 8), T(b, 32, H, W),
+         *_standardize(32 * b * H * W, 4 * H * W, 0)),
+    case("native_group_norm", aten.native_group_norm.default,
+         (T(b, 32, H, W), T(32), T(32), b, 32, H * W, 8, 1e-5), (T(b, 32, H, W), T(b, 8), T(b, 8)),
+         *_standardize(32 * b * H * W, 4 * H * W, 2)),
+]
+
+
+@pytest.mark.parametrize("op, args, out, work, depth", NORM_CASES)
+def test_normalisation(op, args, out, work, depth):
+    check(rule_cost(op, args, out), work, depth, 0)
+
+
+def test_layer_norm_depth_is_2lgk_plus_7():
+    cost = rule_cost(aten.layer_norm.default, (T(b, n, d), [d]), T(b, n, d))
+    assert same(cost.depth, 2 * lg(d) + 7)
+
+
+# ---------------------------------------------------------------------------------------------
+# Reductions: work numel(input), depth lg(k) for k values per output; mean adds a divide per output.
+
+REDUCE_CASES = [
+    case("sum-last-dim", aten.sum.dim_IntList, (T(b, n, d), [-1]), T(b, n), b * n * d, lg(d)),
+    case("sum-two-dims", aten.sum.dim_IntList, (T(b, n, d), [1, 2], True), T(b, 1, 1), b * n * d, lg(n * d)),
+    case("sum-all", aten.sum.default, (T(b, n, d),), T(), b * n * d, lg(b * n * d)),
+    case("mean-last-keepdim", aten.mean.dim, (T(b, n, d), [-1], True), T(b, n, 1), b * n * d + b * n, lg(d) + 1),
+    case("mean-all", aten.mean.default, (T(b, n, d),), T(), b * n * d + 1, lg(b * n * d) + 1),
+    case("amax-dim1", aten.amax.default, (T(b, n, d), [1]), T(b, d), b * n * d, lg(n)),
+    case("amax-all-by-default", aten.amax.default, (T(b, n, d),), T(), b * n * d, lg(b * n * d)),
+    case("max.dim", aten.max.dim, (T(b, n, d), 2), (T(b, n), T(b, n)), b * n * d, lg(d)),
+    case("max-all", aten.max.default, (T(b, n),), T(), b * n, lg(b * n)),
+    case("max.other-is-elementwise", aten.max.other, (T(b, n), T(b, n)), T(b, n), b * n, 1),
+    case("argmax-all", aten.argmax.default, (T(b, n),), T(), b * n, lg(b * n)),
+    case("prod-dim", aten.prod.dim_int, (T(b, n), 1), T(b), b * n, lg(n)),
+    # var: mean (tree + divide), subtract and square (2 numel, 2), sum tree, divide
+    case("var-last-dim", aten.var.correction, (T(b, n, d), [-1]), T(b, n),
+         4 * b * n * d + 2 * b * n, 2 * lg(d) + 4),
+    case("var-all", aten.var.correction, (T(b, n, d),), T(), 4 * b * n * d + 2, 2 * lg(b * n * d) + 4),
+    case("std-last-dim-adds-sqrt", aten.std.correction, (T(b, n, d), [-1]), T(b, n),
+         4 * b * n * d + 3 * b * n, 2 * lg(d) + 5),
+    # Blelloch scan: up-sweep and down-sweep trees
+    case("cumsum-dim1", aten.cumsum.default, (T(b, n, d), 1), T(b, n, d), 2 * b * n * d, 2 * lg(n)),
+    case("cumsum-last", aten.cumsum.default, (T(b, n, d), -1), T(b, n, d), 2 * b * n * d, 2 * lg(d)),
+]
+
+
+@pytest.mark.parametrize("op, args, out, work, depth", REDUCE_CASES)
+def test_reduction(op, args, out, work, depth):
+    check(rule_cost(op, args, out), work, depth, 0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Gathers: one independent move per output element, depth 1.
+
+GATHER_CASES = [
+    case("embedding", aten.embedding.default, (T(V, d), T(b, n)), T(b, n, d), b * n * d),
+    case("gather", aten.gather.default, (T(b, n), 1, T(b, m)), T(b, m), b * m),
+    case("index.Tensor", aten.index.Tensor, (T(V, d), [T(m)]), T(m, d), m * d),
+    case("index_select", aten.index_select.default, (T(V, d), 0, T(m)), T(m, d), m * d),
+]
+
+
+@pytest.mark.parametrize("op, args, out, work", GATHER_CASES)
+def test_gather_depth_one(op, args, out, work):
+    check(rule_cost(op, args, out), work, 1, 0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Pooling: every output reduces its window with a tree (average adds a divide per output).
+
+_OUT = b * C * Ho * Wo
+
+POOL_CASES = [
+    case("max_pool2d-3x3", aten.max_pool2d.default, (T(b, C, H, W), [3, 3], [2, 2]), T(b, C, Ho, Wo),
+         9 * _OUT, lg(9)),
+    case("max_pool2d-one-int-kernel", aten.max_pool2d.default, (T(b, C, H, W), [2]), T(b, C, Ho, Wo),
+         4 * _OUT, 2),
+    case("max_pool2d_with_indices", aten.max_pool2d_with_indices.default, (T(b, C, H, W), [3, 3]),
+         (T(b, C, Ho, Wo), T(b, C, Ho, Wo)), 9 * _OUT, 4),
+    case("max_pool1d", aten.max_pool1d.default, (T(b, C, n), [3]), T(b, C, m), 3 * b * C * m, 2),
+    case("avg_pool2d-2x2", aten.avg_pool2d.default, (T(b, C, H, W), [2, 2]), T(b, C, Ho, Wo),
+         4 * _OUT + _OUT, 2 + 1),
+    # global average pooling: one tree over all H*W values per channel, then a divide
+    case("adaptive_avg_pool2d-global", aten.adaptive_avg_pool2d.default, (T(b, C, H, W), [1, 1]), T(b, C, 1, 1),
+         b * C * H * W + b * C, lg(H * W) + 1),
+    case("_adaptive_avg_pool2d-global", aten._adaptive_avg_pool2d.default, (T(b, C, H, W), [1, 1]),
+         T(b, C, 1, 1), b * C * H * W + b * C, lg(H * W) + 1),
+    case("adaptive_avg_pool2d-divides", aten.adaptive_avg_pool2d.default, (T(b, C, 8, 12), [2, 3]),
+         T(b, C, 2, 3), b * C * 6 * 16 + b * C * 6, lg(16) + 1),
+    # in=5 -> out=3 pools [0,2), [1,4), [3,5): lengths 2, 3, 2 (sum 7, deepest tree over 3 values)
+    case("adaptive_avg_pool1d-overlapping-windows", aten.adaptive_avg_pool1d.default, (T(b, C, 5), [3]),
+         T(b, C, 3), b * C * 7 + b * C * 3, lg(3) + 1),
+    case("adaptive_max_pool2d-global", aten.adaptive_max_pool2d.default, (T(b, C, H, W), [1, 1]),
+         (T(b, C, 1, 1), T(b, C, 1, 1)), b * C * H * W, lg(H * W)),
+]
+
+
+@pytest.mark.parametrize("op, args, out, work, depth", POOL_CASES)
+def test_pooling(op, args, out, work, depth):
+    check(rule_cost(op, args, out), work, depth, 0)
+
+
+def test_global_pooling_depth_is_log_of_spatial_extent():
+    """Global pooling over H*W: depth ceil(log2(H*W)) + 1, big-O log(H) + log(W) (not log(H*W) read as one)."""
+    cost = rule_cost(aten.adaptive_avg_pool2d.default, (T(b, C, H, W), [1, 1]), T(b, C, 1, 1))
+    assert same(cost.depth, lg(H * W) + 1)
+    assert big_o(cost.depth) == sympy.log(H) + sympy.log(W)
+    assert evaluate(cost.depth, {H: 7, W: 9}) == 6 + 1  # 63 values: a tree of depth 6
+    # the same reduction written as a mean over the two spatial dims costs the same depth
+    mean = rule_cost(aten.mean.dim, (T(b, C, H, W), [-1, -2], True), T(b, C, 1, 1))
+    assert same(mean.depth, cost.depth)
+
+
+# ---------------------------------------------------------------------------------------------
+# Copies (pad, cat, clone): every output element written once, depth 1. Views: no work, no depth.
+
+COPY_CASES = [
+    case("constant_pad_nd", aten.constant_pad_nd.default, (T(b, n), [1, 2]), T(b, n + 3), b * (n + 3)),
+    case("pad-reflect", aten.pad.default, (T(b, C, n), [2, 2], "reflect"), T(b, C, n + 4), b * C * (n + 4)),
+    case("cat", aten.cat.default, ([T(b, n), T(b, m)], 1), T(b, n + m), b * (n + m)),
+    case("stack", aten.stack.default, ([T(b, n), T(b, n), T(b, n)], 0), T(3, b, n), 3 * b * n),
+    case("clone", aten.clone.default, (T(b, n),), T(b, n), b * n),
+]
+
+
+@pytest.mark.parametrize("op, args, out, work", COPY_CASES)
+def test_copy_depth_one(op, args, out, work):
+    check(rule_cost(op, args, out), work, 1, 0)
+
+
+VIEW_CASES = [
+    case("view", aten.view.default, (T(b, n, d), [b, n * d]), T(b, n * d)),
+    case("_unsafe_view", aten._unsafe_view.default, (T(b, n, d), [b * n, d]), T(b * n, d)),
+    case("reshape", aten.reshape.default, (T(b, n, d), [b, n * d]), T(b, n * d)),
+    case("permute", aten.permute.default, (T(b, n, d), [2, 0, 1]), T(d, b, n)),
+    case("transpose", aten.transpose.int, (T(b, n, d), 1, 2), T(b, d, n)),
+    case("t", aten.t.default, (T(n, d),), T(d, n)),
+    case("expand", aten.expand.default, (T(1, n, d), [b, n, d]), T(b, n, d)),
+    case("unsqueeze", aten.unsqueeze.default, (T(n, d), 0), T(1, n, d)),
+    case("squeeze", aten.squeeze.dim, (T(1, n, d), 0), T(n, d)),
+    case("slice", aten.slice.Tensor, (T(b, n), 1, 0, 4), T(b, 4)),
+    case("select", aten.select.int, (T(b, n), 0, 0), T(n)),
+    case("flatten", aten.flatten.using_ints, (T(b, n, d), 1), T(b, n * d)),
+    case("detach", aten.detach.default, (T(b, n),), T(b, n)),
+    case("alias", aten.alias.default, (T(b, n),), T(b, n)),
+]
+
+
+@pytest.mark.parametrize("op, args, out", VIEW_CASES)
+def test_views_are_free(op, args, out):
+    check(rule_cost(op, args, out), 0, 0, 0)
+    assert op in FREE_OPS
+
+
+# ---------------------------------------------------------------------------------------------
+# Elementwise: numel(out) work, depth 1, whether registered or found through torch's pointwise tag.
+
+ELEMENTWISE_CASES = [
+    case("add.Tensor-broadcast", aten.add.Tensor, (T(b, n, d), T(d)), T(b, n, d), True),
+    case("mul.Tensor", aten.mul.Tensor, (T(b, n, d), T(b, n, d)), T(b, n, d), True),
+    case("mul.Scalar", aten.mul.Scalar, (T(b, n, d), 2.0), T(b, n, d), True),
+    case("exp", aten.exp.default, (T(b, n, d),), T(b, n, d), True),
+    case("rsqrt", aten.rsqrt.default, (T(b, n, d),), T(b, n, d), True),
+    case("gelu", aten.gelu.default, (T(b, n, d),), T(b, n, d), None),
+    case("relu", aten.relu.default, (T(b, n, d),), T(b, n, d), None),
+    case("where.self", aten.where.self, (T(b, n, d), T(b, n, d), T(d)), T(b, n, d), None),
+]
+
+
+@pytest.mark.parametrize("op, args, out, by_tag", ELEMENTWISE_CASES)
+def test_elementwise(op, args, out, by_tag):
+    check(rule_cost(op, args, out), b * n * d, 1, 0)
+    if by_tag:
+        assert op not in RULES and torch.Tag.pointwise in op.tags
+        assert lookup(op) is elementwise
+
+
+DROPOUT_CASES = [
+    # training: draw a mask, multiply (2 numel, depth 2); eval or p = 0: the identity
+    case("dropout-train", aten.dropout.default, (T(b, n), 0.1, True), 2 * b * n, 2),
+    case("dropout-eval", aten.dropout.default, (T(b, n), 0.1, False), 0, 0),
+    case("dropout-p0", aten.dropout.default, (T(b, n), 0.0, True), 0, 0),
+    case("native_dropout-train", aten.native_dropout.default, (T(b, n), 0.1, True), 2 * b * n, 2),
+    case("native_dropout-eval", aten.native_dropout.default, (T(b, n), 0.1, False), 0, 0),
+    case("feature_dropout-train", aten.feature_dropout.default, (T(b, n), 0.5, True), 2 * b * n, 2),
+]
+
+
+@pytest.mark.parametrize("op, args, work, depth", DROPOUT_CASES)
+def test_dropout(op, args, work, depth):
+    check(rule_cost(op, args, (T(b, n), T(b, n))), work, depth, 0)
+
+
+# ---------------------------------------------------------------------------------------------
+# The unmodeled default: one operation per output element (all outputs), depth 1; reported, never silent.
+
+_lib = torch.library.Library("depthscope_test_rules", "DEF")  # kept alive: the ops live while it does
+_lib.define("blob(Tensor x) -> (Tensor, Tensor)")
+_lib.define("nothing(Tensor x) -> ()")
+
+
+def test_op_without_rule_has_no_lookup():
+    assert lookup(torch.ops.depthscope_test_rules.blob.default) is None
+
+
+def test_unmodeled_default_counts_every_output():
+    call = OpCall(torch.ops.depthscope_test_rules.blob.default, (T(b, n, d),), {}, (T(b, n), T(b, n, d)))
+    check(unmodeled(call), b * n + b * n * d, 1, 0)
+
+
+def test_unmodeled_default_without_outputs_is_one_step():
+    call = OpCall(torch.ops.depthscope_test_rules.nothing.default, (T(b, n),), {}, ())
+    check(unmodeled(call), 1, 1, 0)
+
+
+# ---------------------------------------------------------------------------------------------
+# symbols: clog2 exactness, evaluate, big_o.
+
+@pytest.mark.parametrize("k, expected", [
+    case("0", 0, 0), case("1", 1, 0), case("2", 2, 1), case("3", 3, 2), case("4", 4, 2), case("5", 5, 3),
+    case("1023", 1023, 10), case("1024", 1024, 10), case("1025", 1025, 11),
+    case("2**60", 2**60, 60), case("2**60+1", 2**60 + 1, 61), case("2**60-1", 2**60 - 1, 60),
+    case("3*2**70", 3 * 2**70, 72),
+])
+def test_clog2_integers_exact(k, expected):
+    got = clog2(k)
+    assert got.is_Integer and int(got) == expected
+
+
+@pytest.mark.parametrize("k, expected", [
+    case("2n", 2 * n, 1 + clog2(n)),
+    case("8nd", 8 * n * d, 3 + clog2(n * d)),
+    case("12n", 12 * n, 2 + clog2(3 * n)),
+    case("n", n, sympy.ceiling(sympy.log(n) / sympy.log(2))),
+])
+def test_clog2_takes_powers_of_two_out(k, expected):
+    assert sympy.expand(clog2(k) - expected) == 0
+
+
+@settings(max_examples=200, deadline=None)
+@given(c=st.integers(1, 64), v=st.integers(1, 2**80))
+def test_clog2_symbolic_evaluates_exactly(c, v):
+    """ceil(log2(c*n)) at n = v equals the integer bit length, even where floats would round (2**k +- 1)."""
+    assert evaluate(clog2(c * n), {n: v}) == (c * v - 1).bit_length()
+
+
+@pytest.mark.parametrize("v", [2**k + dv for k in (1, 10, 52, 53, 60, 100) for dv in (-1, 0, 1)],
+                         ids=lambda v: f"n={v}")
+def test_clog2_evaluates_exactly_near_powers_of_two(v):
+    assert evaluate(clog2(n), {n: v}) == (v - 1).bit_length()
+    assert evaluate(clog2(n * d), {n: v, d: 3}) == (3 * v - 1).bit_length()
+
+
+@pytest.mark.parametrize("expr, sizes, expected", [
+    case("polynomial", 3 * b * n**2 + 5 * b * n * d, {b: 2, n: 8, d: 16}, 3 * 2 * 64 + 5 * 2 * 8 * 16),
+    case("clog2-plus-const", clog2(n) + 3, {n: 1000}, 13),
+    case("max-left", sympy.Max(clog2(n) + 3, 2 * clog2(d)), {n: 1000, d: 64}, 13),
+    case("max-right", sympy.Max(clog2(n) + 3, 2 * clog2(d)), {n: 8, d: 1024}, 20),
+    case("clog2-product", clog2(n * d), {n: 2**30, d: 2**30 + 1}, 61),
+    case("huge", n**3 + clog2(n), {n: 2**60 + 1}, (2**60 + 1) ** 3 + 61),
+])
+def test_evaluate(expr, sizes, expected):
+    got = evaluate(expr, sizes)
+    assert got.is_Integer and int(got) == expected
+
+
+@pytest.mark.parametrize("expr, expected", [
+    case("coefficients-dropped", 3 * b * n**2 + 5 * b * n * d, b * n**2 + b * n * d),
+    case("max-of-logs", sympy.Max(clog2(n) + 3, 2 * clog2(d)), sympy.log(d) + sympy.log(n)),
+    case("constant", sympy.Integer(7), 1),
+    case("constant-clog2", clog2(1024) + 2, 1),
+    case("nlogn-beats-n", n * sympy.log(n) + 5 * n, n * sympy.log(n)),
+    case("n2-beats-nlogn", n**2 + 3 * n * sympy.log(n), n**2),
+    case("n-beats-const", n + 100, n),
+    case("clog2-of-product", clog2(n * d), sympy.log(n) + sympy.log(d)),
+    case("clog2-of-power-of-two-multiple", 2 * clog2(4 * H * W) + 1, sympy.log(H) + sympy.log(W)),
+    case("incomparable-kept", n * d**2 + d * n**2 + n * d, n * d**2 + d * n**2),
+    case("linear-beats-log", n + clog2(n), n),
+])
+def test_big_o(expr, expected):
+    assert sympy.expand(big_o(expr) - expected) == 0, big_o(expr)
+
+
+_STRIDED = (sympy.floor(H / 2 + sympy.Rational(1, 2)) + 1) * (sympy.floor(W / 2 + sympy.Rational(1, 2)) + 1)
+
+
+@pytest.mark.parametrize("expr, expected", [
+    case("log-of-shifted-size", clog2(n - 2), sympy.log(n)),
+    case("log-of-n-and-n+1", clog2(3 * n) + 2 * clog2(n + 1), sympy.log(n)),
+    case("log-of-strided-conv-output", clog2(_STRIDED) + 19, sympy.log(H) + sympy.log(W)),
+])
+def test_big_o_log_of_affine_size(expr, expected):
+    assert sympy.expand(big_o(expr) - expected) == 0, big_o(expr)
