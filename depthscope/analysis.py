@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import operator
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -78,8 +77,8 @@ class Report:
 
     @property
     def parallelism(self) -> sympy.Expr:
-        """W / D: how many processors the model can keep busy."""
-        return self.work / self.depth if self.depth != 0 else sympy.zoo
+        """W / D: how many processors the model can keep busy (0 for a model that computes nothing)."""
+        return self.work / self.depth if self.depth != 0 else sympy.S.Zero
 
     @property
     def big_o(self) -> dict[str, sympy.Expr]:
@@ -111,7 +110,7 @@ class Report:
         work = _as_number(evaluate(self.work, values))
         depth = _as_number(evaluate(self.depth, values))
         flops = _as_number(evaluate(self.flops, values))
-        return {"work": work, "depth": depth, "flops": flops, "parallelism": work / depth if depth else math.inf}
+        return {"work": work, "depth": depth, "flops": flops, "parallelism": work / depth if depth else 0.0}
 
     def to_dict(self, at: dict[str, int] | None = None) -> dict:
         from .report.json import report_dict

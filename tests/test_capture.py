@@ -105,3 +105,26 @@ def test_meta_device_model_needs_no_weights():
         model = torch.nn.Sequential(torch.nn.Linear(4096, 4096), torch.nn.GELU(), torch.nn.Linear(4096, 4096))
     report = depthscope.analyze(model, (torch.randn(2, 4096, device="meta"),), dynamic_shapes=({0: Dim("b")},))
     assert sympy.expand(report.flops - 2 * 2 * 4096 * 4096 * b) == 0
+
+
+class Identity(torch.nn.Module):
+    def forward(self, x):
+        return x
+
+
+def test_model_that_computes_nothing():
+    report = depthscope.analyze(Identity(), (torch.randn(3, 4),), dynamic_shapes={"x": {0: Dim("b")}})
+    assert report.work == 0 and report.depth == 0 and report.parallelism == 0
+    assert report.to_dict({"b": 4})["parallelism"]["expr"] == "0"
+
+
+class NestedOutputs(torch.nn.Module):
+    def forward(self, x, *, scale):
+        return {"a": x * scale, "b": (x.sum(), x.relu())}
+
+
+def test_keyword_inputs_and_nested_outputs():
+    report = depthscope.analyze(NestedOutputs(), (torch.randn(3, 4),), {"scale": torch.randn(4)},
+                                dynamic_shapes={"x": {0: Dim("b")}, "scale": None})
+    assert sympy.expand(report.work - 12 * b) == 0
+    assert report.depth == 2 + clog2(b)  # the sum over all 4*b elements
