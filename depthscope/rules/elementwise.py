@@ -11,6 +11,7 @@ from .registry import OpCall, TensorMeta, register
 aten = ops.aten
 
 
+@register(work="numel(out)", depth="1")
 def elementwise(call: OpCall) -> Cost:
     """work = numel(out), depth 1: every element is computed independently."""
     return Cost(call.out.numel, 1)

@@ -92,34 +92,74 @@ Rule = Callable[[OpCall], Cost]
 
 RULES: dict[Any, Rule] = {}
 FREE_OPS: set = set()
+# Readable work and depth formulas per rule, for `depthscope rules` (K = contracted size, k = reduced size, ...).
+DESCRIPTIONS: dict[Rule, tuple[str, str]] = {}
 
 
-def _overloads(op) -> list:
-    """An OpOverloadPacket stands for all its overloads; anything else for itself."""
+def resolve_op(op) -> list:
+    """The overloads an op reference stands for: an OpOverload, a packet (all overloads), a custom_op
+    definition, or a name such as "aten::mm", "aten.mm.default" or "mylib::foo"."""
+    if isinstance(op, str):
+        return _resolve_name(op)
+    inner = getattr(op, "_opoverload", None)  # torch.library.custom_op's CustomOpDef
+    if inner is not None:
+        return [inner]
     if isinstance(op, torch._ops.OpOverloadPacket):
         return [getattr(op, name) for name in op.overloads()]
     return [op]
 
 
-def register(*ops) -> Callable[[Rule], Rule]:
-    """Register a rule for ops (overloads or packets); registering an op twice is an error."""
+def _resolve_name(name: str) -> list:
+    text = name.strip().replace("::", ".")
+    parts = text.split(".")
+    if len(parts) < 2 or not all(p.isidentifier() for p in parts):
+        raise ValueError(f"not an op name: {name!r} (expected e.g. 'aten::mm' or 'mylib.foo.default')")
+    namespace = getattr(torch.ops, parts[0])
+    packet = getattr(namespace, parts[1], None)
+    if packet is None:
+        raise ValueError(f"no such op: {name!r}")
+    if len(parts) == 2:
+        return resolve_op(packet)
+    overload = getattr(packet, parts[2], None)
+    if overload is None:
+        raise ValueError(f"no such overload: {name!r}")
+    return [overload]
+
+
+def register(*ops, work: str | None = None, depth: str | None = None) -> Callable[[Rule], Rule]:
+    """Register a rule for ops (overloads, packets, custom ops or names); registering an op twice is an error.
+
+    `work` and `depth` describe the rule's formulas in words for `depthscope rules`.
+    """
 
     def decorator(fn: Rule) -> Rule:
-        for op in ops:
-            for overload in _overloads(op):
-                if overload in RULES:
-                    raise ValueError(f"duplicate cost rule for {overload}: {RULES[overload].__name__} and {fn.__name__}")
-                RULES[overload] = fn
+        overloads = [o for op in ops for o in resolve_op(op)]
+        for overload in overloads:
+            if overload in RULES and RULES[overload] is not fn:
+                raise ValueError(f"duplicate cost rule for {overload}: {RULES[overload].__name__} and {fn.__name__}")
+        for overload in overloads:
+            RULES[overload] = fn
+        if work is not None or depth is not None:
+            DESCRIPTIONS[fn] = (work or "?", depth or "?")
         return fn
 
     return decorator
 
 
+def describe(rule: Rule) -> tuple[str, str]:
+    """(work, depth) in words for a rule; a rule without a description shows its docstring's first line."""
+    hit = DESCRIPTIONS.get(rule)
+    if hit is not None:
+        return hit
+    doc = (rule.__doc__ or rule.__name__).strip().splitlines()[0]
+    return doc, doc
+
+
 def register_free(*ops) -> None:
     """Register views and metadata ops: they move no data and cost nothing."""
-    register(*ops)(free)
+    register(*ops, work="0", depth="0")(free)
     for op in ops:
-        FREE_OPS.update(_overloads(op))
+        FREE_OPS.update(resolve_op(op))
 
 
 def free(call: OpCall) -> Cost:
@@ -136,8 +176,13 @@ def _is_pointwise(op) -> bool:
     return torch.Tag.pointwise in getattr(op, "tags", ())
 
 
-def lookup(op) -> Rule | None:
-    """The rule for an op: its registered rule, else the elementwise rule for ops torch tags pointwise."""
+def lookup(op, overrides: dict | None = None) -> Rule | None:
+    """The rule for an op: a per-call override, its registered rule, else the elementwise rule for ops torch
+    tags pointwise."""
+    if overrides:
+        rule = overrides.get(op)
+        if rule is not None:
+            return rule
     rule = RULES.get(op)
     if rule is not None:
         return rule
@@ -146,3 +191,28 @@ def lookup(op) -> Rule | None:
 
         return elementwise
     return None
+
+
+def aten_overloads(tag=None) -> list:
+    """Every ATen overload torch registers (optionally only those with `tag`), in name order."""
+    found = []
+    for name in sorted(torch._C._dispatch_get_all_op_names()):
+        if not name.startswith("aten::"):
+            continue
+        base, _, overload = name[len("aten::"):].partition(".")
+        packet = getattr(torch.ops.aten, base, None)
+        op = getattr(packet, overload or "default", None) if packet is not None else None
+        if op is None or not isinstance(op, torch._ops.OpOverload):
+            continue
+        if tag is None or tag in op.tags:
+            found.append(op)
+    return found
+
+
+def modeled_ops() -> list[tuple[Any, Rule]]:
+    """Every op with a rule: the registered ones and the ATen ops torch tags pointwise, by name."""
+    table = dict(RULES)
+    for op in aten_overloads(torch.Tag.pointwise):
+        if op not in table:
+            table[op] = lookup(op)
+    return sorted(table.items(), key=lambda item: str(item[0]))
