@@ -5,6 +5,7 @@ from .api import analyze, analyze_file
 from .cost import Cost
 from .errors import CaptureError, CheckFailed, DepthscopeError, InputError
 from .rules import OpCall, TensorMeta, register
+from .rules.registry import rule
 from .symbols import big_o, clog2
 
 __version__ = "0.1.0"
@@ -23,4 +24,5 @@ __all__ = [
     "big_o",
     "clog2",
     "register",
+    "rule",
 ]

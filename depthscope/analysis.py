@@ -13,9 +13,9 @@ from . import rules as _rules  # noqa: F401 - fills the registry
 from .capture import Captured
 from .cost import FREE, Cost
 from .depth import ROOT, Dominance, Entry, add_forms, forms_of, prune, to_expr
-from .errors import InputError
-from .rules.registry import FREE_OPS, OpCall, TensorMeta, lookup, unmodeled
-from .symbols import SymbolInfo, big_o, evaluate
+from .errors import DepthscopeError, InputError, RuleError
+from .rules.registry import FREE_OPS, USER_RULES, OpCall, TensorMeta, as_cost, lookup, op_name, unmodeled
+from .symbols import SymbolInfo, big_o, clog2, evaluate, size_symbol
 
 SCHEMA = "depthscope.report/1"
 REFERENCE_SIZE = 2**16  # sizes used to pick the critical path among incomparable ones (capped by Dim max)
@@ -74,6 +74,10 @@ class Report:
     node_count: int
     engine: str = "symbolic"
     nodes: list[NodeCost] = field(default_factory=list, repr=False)
+    unknowns: list[tuple[str, str]] = field(default_factory=list)  # (symbol, what it stands for)
+    mode: str = "inference"  # or "train": forward and backward
+    fit: object = None  # the fitted engine's FitInfo
+    breakdown_at: dict | None = None  # fitted engine: the sizes at which ops, modules and the path were taken
 
     @property
     def parallelism(self) -> sympy.Expr:
@@ -127,16 +131,6 @@ def _as_number(expr):
 
 
 # ---------------------------------------------------------------------------------------------
-
-
-def _op_name(target) -> str:
-    if isinstance(target, torch._ops.OpOverload):
-        return str(target)
-    if isinstance(target, torch._ops.HigherOrderOperator):
-        return f"higher_order.{target.name()}"
-    module = getattr(target, "__module__", None) or ""
-    name = getattr(target, "__name__", repr(target))
-    return f"{module}.{name}" if module else name
 
 
 def _module_of(node) -> tuple[str, str]:
@@ -201,14 +195,23 @@ class _GraphCoster:
 
     def cost(self, node) -> tuple[Cost, str]:
         target = node.target
-        rule = self.overrides.get(target) or lookup(target)
+        rule = lookup(target, self.overrides)
         val = node.meta.get("val")
         if rule is None:
             if not _contains_tensor(val):
                 # shape arithmetic on SymInts (operator.mul, sym_size, ...), assertions: no tensor work
                 return FREE, "free"
             return unmodeled(self.call(node)), "unmodeled"
-        cost = rule(self.call(node))
+        user = target in self.overrides or rule in USER_RULES
+        try:
+            cost = as_cost(rule(self.call(node)))
+        except DepthscopeError:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            who = "custom rule" if user else "built-in rule"
+            error = InputError if user else RuleError
+            raise error(f"{who} {getattr(rule, '__name__', rule)} for {op_name(target)} (node {node.name}) "
+                        f"raised {type(exc).__name__}: {exc}") from exc
         return cost, ("free" if target in FREE_OPS or cost.is_zero else "modeled")
 
 
@@ -238,14 +241,16 @@ WRAPPER_HOPS = {"wrap_with_set_grad_enabled", "wrap_with_autocast", "wrap", "tag
 
 
 class _Walker:
-    """Walks a graph (and wrapped subgraphs) in topological order, costing nodes and tracking longest paths."""
+    """Walks a graph (and its subgraphs) in topological order, costing nodes and tracking longest paths."""
 
     def __init__(self, captured: Captured, rules: dict | None):
+        self.captured = captured
         self.gm = captured.graph_module
         self.coster = _GraphCoster(captured, rules)
         self.dom = Dominance(captured.symbols)
         self.records: list[NodeCost] = []
         self.record_of: dict = {}
+        self.unknowns: list[tuple[str, str]] = []
 
     def inputs_frontier(self, node, frontier) -> list:
         entries = []
@@ -256,8 +261,9 @@ class _Walker:
             entries.extend(f)
         return prune(entries, self.dom) or [ROOT]
 
-    def walk(self, gm, args_frontiers: list | None = None, prefix: str = "") -> list:
-        """Return one frontier per graph output."""
+    def walk(self, gm, args_frontiers: list | None = None, prefix: str = "", records: list | None = None) -> list:
+        """Cost gm's nodes into `records` (default: the report's) and return one frontier per graph output."""
+        records = self.records if records is None else records
         frontier: dict = {}
         placeholders = 0
         outputs: list = [[ROOT]]
@@ -272,7 +278,7 @@ class _Walker:
                 outs = node.args[0] if isinstance(node.args[0], (list, tuple)) else [node.args[0]]
                 outputs = [self._frontier_of(o, frontier) for o in outs]
             elif node.op == "call_function":
-                frontier[node] = self.visit(node, frontier, gm, prefix)
+                frontier[node] = self.visit(node, frontier, gm, prefix, records)
             else:
                 raise InputError(f"unsupported graph node {node.op} {node.target} in the exported program")
         return outputs
@@ -281,40 +287,151 @@ class _Walker:
         if isinstance(value, torch.fx.Node):
             f = frontier.get(value, [ROOT])
             return prune([e for part in f for e in part], self.dom) if isinstance(f, _Outputs) else f
+        if isinstance(value, (list, tuple)):
+            return prune([e for v in value for e in self._frontier_of(v, frontier)], self.dom) or [ROOT]
         return [ROOT]
 
-    def visit(self, node, frontier, gm, prefix):
+    def visit(self, node, frontier, gm, prefix, records):
         target = node.target
         if target is operator.getitem and isinstance(frontier.get(node.args[0]), _Outputs):
             parts = frontier[node.args[0]]
             index = node.args[1]
             return parts[index] if isinstance(index, int) and -len(parts) <= index < len(parts) else self.inputs_frontier(node, frontier)
-        if isinstance(target, torch._ops.HigherOrderOperator) and target.name() in WRAPPER_HOPS:
-            sub = self._subgraph(node, gm)
-            if sub is not None:
-                sub_gm, operand_nodes = sub
-                args = [self._frontier_of(a, frontier) for a in operand_nodes]
-                return _Outputs(self.walk(sub_gm, args, prefix=f"{prefix}{node.name}/"))
+        if isinstance(target, torch._ops.HigherOrderOperator):
+            handler = _HOP_HANDLERS.get(target.name())
+            if handler is not None:
+                result = handler(self, node, frontier, gm, prefix, records)
+                if result is not None:
+                    return result
         cost, status = self.coster.cost(node)
+        return self.place(node, cost, status, self.inputs_frontier(node, frontier), prefix, records)
+
+    def place(self, node, cost: Cost, status: str, merged: list, prefix: str, records: list, op: str | None = None):
+        """Record a node's cost and extend the longest paths reaching it by its own depth."""
         module, mtype = _module_of(node)
-        rec = NodeCost(prefix + node.name, _op_name(target), module, mtype, cost, status)
-        self.records.append(rec)
+        rec = NodeCost(prefix + node.name, op or op_name(node.target), module, mtype, cost, status)
+        records.append(rec)
         self.record_of[node] = rec
-        merged = self.inputs_frontier(node, frontier)
         if cost.depth == 0:
             return merged
         own_forms = forms_of(cost.depth)
         return prune([Entry(add_forms(e.form, own), node, own, e) for e in merged for own in own_forms], self.dom)
 
-    @staticmethod
-    def _subgraph(node, gm):
-        """(subgraph module, operand nodes) for a wrapper HOP: the first get_attr GraphModule argument and what follows."""
-        for i, a in enumerate(node.args):
-            if isinstance(a, torch.fx.Node) and a.op == "get_attr":
-                sub = getattr(gm, a.target, None)
-                if isinstance(sub, torch.fx.GraphModule):
-                    return sub, list(node.args[i + 1 :])
+    # -- subgraphs -----------------------------------------------------------------------------
+
+    def subgraph(self, gm, arg) -> torch.fx.GraphModule | None:
+        if isinstance(arg, torch.fx.Node) and arg.op == "get_attr":
+            sub = getattr(gm, arg.target, None)
+            if isinstance(sub, torch.fx.GraphModule):
+                return sub
         return None
+
+    def body_cost(self, sub, prefix: str) -> tuple[Cost, list]:
+        """Work, FLOPs and depth forms of one run of a subgraph, on its own (every input ready at time 0)."""
+        scratch: list = []
+        outs = self.walk(sub, None, prefix, scratch)
+        final = prune([e for f in outs for e in f], self.dom) or [ROOT]
+        work = sympy.Add(*[r.cost.work for r in scratch])
+        flops = sympy.Add(*[r.cost.flops for r in scratch])
+        return Cost(work, 0, flops), [e.form for e in final]
+
+    def repeated(self, node, frontier, prefix, records, body: Cost, forms: list, times, depth_times, op: str):
+        """A node that runs a body `times` times in work and `depth_times` times in sequence."""
+        depth = sympy.Max(*[sympy.expand(depth_times * to_expr(f)) for f in forms]) if forms else sympy.S.Zero
+        cost = Cost(sympy.expand(body.work * times), depth, sympy.expand(body.flops * times))
+        merged = self.inputs_frontier(node, frontier)
+        return self.place(node, cost, "modeled", merged, prefix, records, op=op)
+
+
+def _hop_wrapper(walker: _Walker, node, frontier, gm, prefix, records):
+    """Grad-mode and autocast wrappers: the subgraph runs once, inline."""
+    for i, a in enumerate(node.args):
+        sub = walker.subgraph(gm, a)
+        if sub is not None:
+            args = [walker._frontier_of(x, frontier) for x in node.args[i + 1 :]]
+            return _Outputs(walker.walk(sub, args, f"{prefix}{node.name}/", records))
+    return None
+
+
+def _hop_cond(walker: _Walker, node, frontier, gm, prefix, records):
+    """torch.cond: the predicate first, then one branch. Depth: the deeper branch; work: the larger branch."""
+    pred, true_arg, false_arg, operands = node.args[:4]
+    branches = [walker.subgraph(gm, true_arg), walker.subgraph(gm, false_arg)]
+    if None in branches:
+        return None
+    pred_f = walker._frontier_of(pred, frontier)
+    args = [prune(walker._frontier_of(o, frontier) + pred_f, walker.dom) for o in operands]
+    costs, outputs = [], []
+    for label, sub in zip(("true", "false"), branches):
+        scratch: list = []
+        outputs.append(walker.walk(sub, args, f"{prefix}{node.name}.{label}/", scratch))
+        costs.append((sympy.Add(*[r.cost.work for r in scratch]), sympy.Add(*[r.cost.flops for r in scratch])))
+    work = sympy.Max(costs[0][0], costs[1][0])
+    flops = sympy.Max(costs[0][1], costs[1][1])
+    module, mtype = _module_of(node)
+    rec = NodeCost(prefix + node.name, "higher_order.cond", module, mtype, Cost(work, 0, flops), "modeled")
+    records.append(rec)
+    walker.record_of[node] = rec
+    merged = [prune(a + b, walker.dom) for a, b in zip(*outputs)]
+    return _Outputs(merged)
+
+
+def _hop_scan(walker: _Walker, node, frontier, gm, prefix, records):
+    """scan: the body runs once per element of the scanned axis, each step after the previous (depth T x body)."""
+    body_arg, init, xs = node.args[:3]
+    sub = walker.subgraph(gm, body_arg)
+    if sub is None or not xs:
+        return None
+    trips = walker.coster.node_meta(xs[0]).shape[0]
+    body, forms = walker.body_cost(sub, f"{prefix}{node.name}/")
+    return walker.repeated(node, frontier, prefix, records, body, forms, trips, trips, "higher_order.scan")
+
+
+def _hop_map(walker: _Walker, node, frontier, gm, prefix, records):
+    """map: the body runs once per element of the mapped axis, all in parallel (depth of one body)."""
+    body_arg, xs = node.args[:2]
+    sub = walker.subgraph(gm, body_arg)
+    if sub is None or not xs:
+        return None
+    trips = walker.coster.node_meta(xs[0]).shape[0]
+    body, forms = walker.body_cost(sub, f"{prefix}{node.name}/")
+    return walker.repeated(node, frontier, prefix, records, body, forms, trips, 1, "higher_order.map")
+
+
+def _hop_associative_scan(walker: _Walker, node, frontier, gm, prefix, records):
+    """associative_scan over n: a work-efficient (Blelloch) tree, 2(n-1) combines in 2 ceil(log2 n) levels."""
+    body_arg, xs = node.args[:2]
+    sub = walker.subgraph(gm, body_arg)
+    if sub is None or not xs:
+        return None
+    dim = node.args[2] if len(node.args) > 2 and isinstance(node.args[2], int) else 0
+    n = walker.coster.node_meta(xs[0]).shape[dim]
+    body, forms = walker.body_cost(sub, f"{prefix}{node.name}/")
+    return walker.repeated(node, frontier, prefix, records, body, forms, 2 * (n - 1), 2 * clog2(n),
+                           "higher_order.associative_scan")
+
+
+def _hop_while_loop(walker: _Walker, node, frontier, gm, prefix, records):
+    """while_loop: the trip count is unknown statically; it becomes a named symbol in every formula."""
+    cond_arg, body_arg = node.args[:2]
+    cond_gm, body_gm = walker.subgraph(gm, cond_arg), walker.subgraph(gm, body_arg)
+    if cond_gm is None or body_gm is None:
+        return None
+    name = f"{node.name}_trips"
+    walker.captured.symbols[name] = SymbolInfo(name, 1, None)
+    walker.dom = Dominance(walker.captured.symbols)
+    walker.unknowns.append((name, f"trip count of {prefix}{node.name} (torch.while_loop), unknown before running"))
+    trips = size_symbol(name)
+    cond, cond_forms = walker.body_cost(cond_gm, f"{prefix}{node.name}.cond/")
+    body, body_forms = walker.body_cost(body_gm, f"{prefix}{node.name}.body/")
+    step = Cost(cond.work + body.work, 0, cond.flops + body.flops)
+    forms = [add_forms(c, b) for c in cond_forms for b in body_forms]
+    return walker.repeated(node, frontier, prefix, records, step, forms, trips, trips, "higher_order.while_loop")
+
+
+_HOP_HANDLERS = {name: _hop_wrapper for name in WRAPPER_HOPS}
+_HOP_HANDLERS.update(cond=_hop_cond, scan=_hop_scan, map_impl=_hop_map, map=_hop_map,
+                     associative_scan=_hop_associative_scan, while_loop=_hop_while_loop)
 
 
 def analyze_captured(captured: Captured, rules: dict | None = None) -> Report:
@@ -322,7 +439,10 @@ def analyze_captured(captured: Captured, rules: dict | None = None) -> Report:
     walker = _Walker(captured, rules)
     outputs = walker.walk(walker.gm)
     final = prune([e for f in outputs for e in f], walker.dom) or [ROOT]
-    return _build_report(captured, walker.records, walker.record_of, final, walker.dom)
+    report = _build_report(captured, walker.records, walker.record_of, final, walker.dom)
+    report.unknowns = list(walker.unknowns)
+    report.mode = captured.mode
+    return report
 
 
 def _reference_sizes(symbols: dict[str, SymbolInfo]) -> dict:

@@ -19,6 +19,7 @@ import sympy
 import torch
 
 from .errors import CaptureError, InputError
+from .standins import standins
 from .symbols import SymbolInfo, from_torch, size_symbol
 
 
@@ -32,6 +33,8 @@ class ModelSpec:
     dynamic_shapes: Any = None
     name: str = "model"
     source: str | None = None
+    namespace: dict | None = None  # the model file's globals, where stand-ins are swapped in during export
+    loss: Any = None  # for --train: output -> scalar tensor (default: sum of every floating-point output)
 
 
 @dataclass
@@ -43,6 +46,7 @@ class Captured:
     symbols: dict[str, SymbolInfo]
     rename: dict[sympy.Symbol, sympy.Expr]
     name: str = "model"
+    mode: str = "inference"  # or "train": forward and backward
     _cache: dict = field(default_factory=dict, repr=False)
 
     def expr(self, value) -> sympy.Expr:
@@ -105,8 +109,11 @@ def spec_from_namespace(ns: dict, path: str) -> ModelSpec:
     kwargs = _call_if_factory(ns.get("example_kwargs") or {}, "example_kwargs", path)
     if not isinstance(kwargs, dict):
         raise InputError(f"{path}: `example_kwargs` is a {type(kwargs).__name__}, expected a dict")
+    loss = ns.get("loss")
+    if loss is not None and not callable(loss):
+        raise InputError(f"{path}: `loss` is a {type(loss).__name__}, expected a function of the model's output")
     name = os.path.splitext(os.path.basename(path))[0]
-    return ModelSpec(model, inputs, kwargs, ns.get("dynamic_shapes"), name=name, source=path)
+    return ModelSpec(model, inputs, kwargs, ns.get("dynamic_shapes"), name=name, source=path, namespace=ns, loss=loss)
 
 
 def _call_if_factory(value, what: str, path: str):
@@ -157,20 +164,72 @@ def quiet_torch_logs():
         logger.setLevel(level)
 
 
-def export_model(spec: ModelSpec):
-    """torch.export the model (non-strict), translating failures into one clear message."""
+def export_model(spec: ModelSpec, train: bool = False):
+    """torch.export the model (non-strict), translating failures into one clear message.
+
+    Inference: the model in eval mode. Training (`train=True`): the model in train mode wrapped with its loss,
+    then torch's joint forward-backward graph of that program.
+    """
     model = spec.model
     was_training = model.training
-    model.eval()
+    model.train(train)
+    target = _loss_module(model, spec.loss) if train else model
     try:
-        with quiet_torch_logs():
-            return torch.export.export(
-                model, spec.example_inputs, kwargs=spec.example_kwargs or None, dynamic_shapes=spec.dynamic_shapes
+        extra = (spec.namespace,) if spec.namespace is not None else ()
+        with quiet_torch_logs(), standins(model, extra):
+            program = torch.export.export(
+                target, spec.example_inputs, kwargs=spec.example_kwargs or None, dynamic_shapes=spec.dynamic_shapes
             )
+            if train:
+                program = _joint_program(program)
+            return program
+    except CaptureError:
+        raise
     except Exception as exc:  # noqa: BLE001
         raise CaptureError(_explain_export_failure(exc, spec)) from exc
     finally:
         model.train(was_training)
+
+
+class _LossWrapper(torch.nn.Module):
+    """model -> scalar loss: the file's `loss(output)`, else the sum of every floating-point output."""
+
+    def __init__(self, model: torch.nn.Module, loss=None):
+        super().__init__()
+        self.model = model
+        self.loss = loss
+
+    def forward(self, *args, **kwargs):
+        out = self.model(*args, **kwargs)
+        if self.loss is not None:
+            return (self.loss(out),)
+        leaves = [t for t in torch.utils._pytree.tree_leaves(out) if isinstance(t, torch.Tensor) and t.is_floating_point()]
+        if not leaves:
+            raise CaptureError("--train: the model returns no floating-point tensor to differentiate; define `loss`")
+        total = leaves[0].sum()
+        for t in leaves[1:]:
+            total = total + t.sum()
+        return (total,)
+
+
+def _loss_module(model: torch.nn.Module, loss) -> _LossWrapper:
+    """A _LossWrapper whose forward shows the model's own signature: export binds dynamic_shapes by name."""
+
+    def forward(self, *args, **kwargs):
+        return _LossWrapper.forward(self, *args, **kwargs)
+
+    params = list(inspect.signature(model.forward).parameters.values())
+    self_param = inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    forward.__signature__ = inspect.Signature([self_param, *params])
+    return type("TrainingStep", (_LossWrapper,), {"forward": forward})(model, loss)
+
+
+def _joint_program(program):
+    try:
+        from torch.export.experimental import _export_forward_backward
+    except ImportError as exc:  # pragma: no cover - torch < 2.5
+        raise CaptureError("--train needs torch.export.experimental._export_forward_backward (torch >= 2.5)") from exc
+    return _export_forward_backward(program, joint_loss_index=0)
 
 
 def _explain_export_failure(exc: BaseException, spec: ModelSpec) -> str:
@@ -212,12 +271,12 @@ def _suggested_fixes(text: str) -> list[str]:
 # Symbols
 
 
-def capture(spec: ModelSpec) -> Captured:
+def capture(spec: ModelSpec, train: bool = False) -> Captured:
     """Export the model and map export's symbols (s27, ...) to the user's Dim names with their bounds."""
-    program = export_model(spec)
+    program = export_model(spec, train=train)
     gm = program.graph_module
     rename, symbols = _user_symbols(program, spec.dynamic_shapes)
-    return Captured(program, gm, symbols, rename, name=spec.name)
+    return Captured(program, gm, symbols, rename, name=spec.name, mode="train" if train else "inference")
 
 
 def _collect_dims(spec, found: dict) -> dict:

@@ -34,16 +34,21 @@ def cli():
 @click.argument("path", type=click.Path(dir_okay=False))
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "markdown"]), default="table", show_default=True)
 @click.option("--at", "at", multiple=True, metavar="NAME=INT", help="Evaluate at these sizes (repeat per symbol).")
+@click.option("--train", is_flag=True, help="Analyze a training step: forward plus backward of the loss.")
+@click.option("--engine", type=click.Choice(["auto", "symbolic", "fitted"]), default="auto", show_default=True,
+              help="symbolic: one symbolic export; fitted: exact counts at a sweep of sizes, fitted; "
+                   "auto: symbolic, else fitted.")
 @click.option("--strict", is_flag=True, help="Exit 1 if any op has no cost rule.")
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
-def analyze(path, fmt, at, strict, debug):
+def analyze(path, fmt, at, train, engine, strict, debug):
     """Analyze the model file PATH: exact work, depth and parallelism, their big-O, and the critical path."""
     from .api import analyze_file
     from .report import render
     from .report.table import unmodeled_warning
 
     sizes = parse_at(at)
-    report = analyze_file(path)
+    report = analyze_file(path, train=train, engine=engine,
+                          on_fallback=lambda reason: click.echo(f"depthscope: {reason}", err=True))
     if sizes:
         report.evaluate(**sizes)  # validates names and ranges before rendering
     click.echo(render(report, fmt, sizes or None), nl=False)
@@ -52,6 +57,23 @@ def analyze(path, fmt, at, strict, debug):
     if strict and report.unmodeled:
         ops = ", ".join(op for op, _ in report.unmodeled)
         raise CheckFailed(f"--strict: {len(report.unmodeled)} op(s) have no cost rule: {ops}")
+
+
+@cli.command("rules")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+def rules_command(fmt):
+    """List every modeled op with its work and depth formulas."""
+    import json
+
+    from tabulate import tabulate
+
+    from .rules.registry import describe, modeled_ops, op_name
+
+    rows = [(op_name(op), *describe(rule)) for op, rule in modeled_ops()]
+    if fmt == "json":
+        click.echo(json.dumps([{"op": op, "work": w, "depth": d} for op, w, d in rows], indent=1))
+    else:
+        click.echo(tabulate(rows, ["op", "work", "depth"], tablefmt="simple"))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,7 +13,7 @@ from fractions import Fraction
 
 import sympy
 
-from .symbols import ONE, SymbolInfo, evaluate, is_clog2
+from .symbols import ONE, SymbolInfo, clog2, evaluate, is_clog2
 
 Form = dict  # {atom (sympy expr, ONE for the constant): Fraction coefficient}
 
@@ -111,16 +111,16 @@ class Dominance:
         return hit
 
     def dominates(self, a: tuple, b: tuple) -> bool:
+        """Prove a - b >= 0: cancel each negative atom against larger positive atoms, split ceil(log2(x*y))
+        into ceil(log2 x) + ceil(log2 y) (an upper bound), and bound what is left by the Dims' ranges."""
         diff = dict(a)
         for atom, c in b:
             diff[atom] = diff.get(atom, 0) - c
-        const = diff.pop(ONE, 0)
+        lower = Fraction(diff.pop(ONE, 0))
         pos = {k: v for k, v in diff.items() if v > 0}
-        lower = Fraction(const)
-        for atom, c in diff.items():
-            if c >= 0:
-                continue
-            need = -c
+        negative = [(atom, -c) for atom, c in diff.items() if c < 0]
+        while negative:
+            atom, need = negative.pop()
             for p in list(pos):
                 if need == 0:
                     break
@@ -128,14 +128,36 @@ class Dominance:
                     use = min(need, pos[p])
                     pos[p] -= use
                     need -= use
-            if need:
-                hi = self.bounds(atom)[1]
-                if hi == math.inf:
-                    return False
-                lower -= need * Fraction(hi)
+            if not need:
+                continue
+            parts = _split_clog2(atom)
+            if parts is not None:
+                const, factors = parts
+                lower -= need * const
+                negative.extend((f, need) for f in factors)
+                continue
+            hi = self.bounds(atom)[1]
+            if hi == math.inf:
+                return False
+            lower -= need * Fraction(hi)
         for atom, c in pos.items():
             lower += c * Fraction(self.bounds(atom)[0])
         return lower >= 0
+
+
+@functools.lru_cache(maxsize=4096)
+def _split_clog2(atom):
+    """ceil(log2(c*x*y)) <= ceil(log2 c) + ceil(log2 x) + ceil(log2 y): (constant, factor atoms), or None."""
+    if not is_clog2(atom):
+        return None
+    factors = [f for f in sympy.Mul.make_args(_clog2_arg(atom)) if not f.is_number]
+    coeff = sympy.Mul(*[f for f in sympy.Mul.make_args(_clog2_arg(atom)) if f.is_number])
+    if len(factors) < 2 and coeff == 1:
+        return None
+    const = int(clog2(coeff)) if coeff.is_Integer else None
+    if const is None:
+        return None
+    return Fraction(const), [clog2(f) for f in factors if clog2(f) != 0]
 
 
 def _clog2_arg(atom):

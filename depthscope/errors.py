@@ -24,6 +24,10 @@ class CaptureError(InputError):
     """torch.export could not capture the model."""
 
 
+class RuleError(DepthscopeError):
+    """A built-in cost rule failed: a depthscope bug (internal error)."""
+
+
 class CheckFailed(DepthscopeError):
     """A requested check (e.g. --strict) failed."""
 

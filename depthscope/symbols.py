@@ -161,8 +161,8 @@ def _rewrite(expr, fmap):
 
 def _loosen(expr: sympy.Expr) -> sympy.Expr:
     """Replace ceiling/floor by their argument, Max by the sum and log2 by log: same big-O class."""
-    if not expr.args:
-        return expr
+    if not expr.args or expr.is_number:
+        return expr  # constants stay: log(2) in ceil(log(n)/log(2)) must not become log(1) = 0
     args = [_loosen(a) for a in expr.args]
     if isinstance(expr, (sympy.ceiling, sympy.floor)):
         return args[0]

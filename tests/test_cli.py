@@ -96,13 +96,28 @@ def _run(capsys, argv):
 @pytest.mark.parametrize("case", list(BAD_INPUTS), ids=list(BAD_INPUTS))
 def test_bad_model_file_exits_2_with_one_clear_line(case, write_model, capsys):
     source, expected = BAD_INPUTS[case]
-    code, out, err = _run(capsys, ["analyze", write_model(source)])
+    code, out, err = _run(capsys, ["analyze", write_model(source), "--engine", "symbolic"])
     assert code == 2
     assert "Traceback" not in err
     lines = [line for line in err.splitlines() if line.strip()]
     assert len(lines) == 1, err
     for fragment in expected:
         assert fragment in lines[0]
+
+
+def test_auto_engine_says_why_it_falls_back(write_model, capsys):
+    code, out, err = _run(capsys, ["analyze", write_model(GUARDED), "--format", "json"])
+    assert code == 0
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "falling back to the fitted engine" in lines[0] and "Dim('n', max=128)" in lines[0]
+    assert json.loads(out)["engine"] == "fitted"
+
+
+def test_data_dependent_branch_is_refused_by_both_engines(write_model, capsys):
+    code, _, err = _run(capsys, ["analyze", write_model(DATA_DEPENDENT)])
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 2 and "Traceback" not in err
+    assert "falling back" in lines[0] and "data-dependent" in lines[1]
 
 
 def test_missing_file(capsys):
@@ -152,7 +167,7 @@ def test_unmodeled_op_is_counted_not_zero(write_model):
 def test_internal_error_exits_101_without_traceback(monkeypatch, capsys):
     import depthscope.api
 
-    def boom(path):
+    def boom(path, **kwargs):
         raise RuntimeError("engine bug")
 
     monkeypatch.setattr(depthscope.api, "analyze_file", boom)

@@ -108,3 +108,12 @@ def test_long_chain_is_linear_in_graph_size():
     report = depthscope.analyze(Deep(), (torch.randn(2, 8),), dynamic_shapes={"x": {0: Dim("b"), 1: Dim("n")}})
     assert report.depth == 500 * (2 * LOG_N + 3) + 500
     assert len(report.critical_path) == 1000
+
+
+def test_log_of_product_is_at_most_sum_of_logs():
+    # ceil(log2 b) + ceil(log2 n) >= ceil(log2(b*n)): a training step's two paths collapse into one
+    dom = Dominance({"b": SymbolInfo("b"), "n": SymbolInfo("n")})
+    a = forms_of(clog2(b) + 7 * LOG_N + clog2(b * n) + 377)[0]
+    c = forms_of(6 * LOG_N + 2 * clog2(b * n) + 377)[0]
+    assert dom.dominates(a, c)
+    assert not dom.dominates(c, a)

@@ -24,7 +24,13 @@ EXPECTED = {
     "cnn": (b * H * W, sympy.log(H) + sympy.log(W)),
     "dilated_cnn": (b * n, sympy.S.One),
     "mlp": (b, sympy.S.One),
+    "lstm": (b * n, n),
+    "loop_rnn": (b * n, n),
+    "linear_attention": (b * n, sympy.log(n)),
+    "neural_gpu": (b * n**2, n),
 }
+# Examples torch.export cannot keep symbolic: the auto engine falls back to the fitted engine.
+FITTED = {"loop_rnn", "neural_gpu"}
 
 _reports: dict = {}
 
@@ -70,6 +76,14 @@ def test_example_nothing_unmodeled(path):
 
 
 @pytest.mark.parametrize("path", FILES, ids=lambda p: p.stem)
+def test_example_engine(path):
+    r = report(path)
+    assert r.engine == ("fitted" if path.stem in FITTED else "symbolic")
+    if r.engine == "fitted":
+        assert r.fit.heldout_passed
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: p.stem)
 @pytest.mark.parametrize("preferred", [64, 100])
 def test_example_evaluates_to_positive_integers(path, preferred):
     r = report(path)
@@ -87,9 +101,11 @@ def test_example_evaluates_to_positive_integers(path, preferred):
 def test_example_critical_path_sums_to_depth(path):
     r = report(path)
     assert r.critical_path, "empty critical path"
-    # the path is chosen at the reference size 2**16 (capped by each Dim's max); check it there and at 64
-    for preferred in (2**16, 64):
-        at = {size_symbol(k): v for k, v in sizes_for(r, preferred).items()}
+    # the path is chosen at the reference size 2**16 (capped by each Dim's max); check it there and at 64;
+    # a fitted report's path is that of the size its breakdowns were taken at
+    points = [r.breakdown_at] if r.engine == "fitted" else [sizes_for(r, p) for p in (2**16, 64)]
+    for sizes in points:
+        at = {size_symbol(k): v for k, v in sizes.items()}
         total = sum(int(evaluate(step.depth, at)) for step in r.critical_path)
         assert total == evaluate(r.depth, at), [(s.op, s.depth) for s in r.critical_path]
 

@@ -35,9 +35,9 @@ def tiny_bert():
     return transformers.BertModel(cfg).eval()
 
 
-def analyze(model, n_max: int = 128):
+def analyze(model, n_max: int = 128, engine: str = "symbolic"):
     ids = torch.randint(0, VOCAB, (2, 16))
-    return depthscope.analyze(model, (ids,), dynamic_shapes=ids_spec(n_max))
+    return depthscope.analyze(model, (ids,), dynamic_shapes=ids_spec(n_max), engine=engine)
 
 
 @pytest.fixture(scope="module", params=["gpt2", "bert"])

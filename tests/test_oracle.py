@@ -198,6 +198,40 @@ CASES = {
 }
 
 
+# Hugging Face GPT-2 and BERT (tiny configs, SDPA attention): the real forward under the math SDPA backend counts
+# every projection (addmm/mm) and both attention products (bmm) exactly as the symbolic report's FLOPs.
+HF_VOCAB = 100
+
+
+def tiny_gpt2():
+    import transformers
+
+    cfg = transformers.GPT2Config(n_layer=2, n_embd=64, n_head=4, vocab_size=HF_VOCAB, n_positions=128,
+                                  use_cache=False, bos_token_id=0, eos_token_id=0, attn_implementation="sdpa")
+    return transformers.GPT2LMHeadModel(cfg).eval()
+
+
+def tiny_bert():
+    import transformers
+
+    cfg = transformers.BertConfig(num_hidden_layers=2, hidden_size=64, num_attention_heads=4, intermediate_size=256,
+                                  vocab_size=HF_VOCAB, max_position_embeddings=128, attn_implementation="sdpa")
+    return transformers.BertModel(cfg).eval()
+
+
+def _ids_spec():
+    return {"input_ids": {0: Dim("b", min=2), 1: Dim("n", min=2, max=128)}}
+
+
+def _ids(b, n):
+    return (torch.randint(0, HF_VOCAB, (b, n)),)
+
+
+if importlib.util.find_spec("transformers") is not None:
+    CASES["hf-gpt2"] = Case(tiny_gpt2, _ids(2, 16), _ids_spec(), _ids, BN_SIZES, context=math_sdpa)
+    CASES["hf-bert"] = Case(tiny_bert, _ids(2, 16), _ids_spec(), _ids, BN_SIZES, context=math_sdpa)
+
+
 @functools.lru_cache(maxsize=None)
 def analyzed(name: str):
     """(report, model) for a case, exported once per session."""

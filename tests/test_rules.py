@@ -618,3 +618,529 @@ _STRIDED = (sympy.floor(H / 2 + sympy.Rational(1, 2)) + 1) * (sympy.floor(W / 2 
 ])
 def test_big_o_log_of_affine_size(expr, expected):
     assert sympy.expand(big_o(expr) - expected) == 0, big_o(expr)
+
+
+# =============================================================================================
+# Sorting, selection, compaction, FFT, distances, resampling, recurrences, backward ops, losses.
+
+P, R, M, I, G, Tn, K = (size_symbol(s) for s in ("P", "R", "M", "I", "G", "Tn", "K"))
+
+
+def bitonic(rows, k):
+    """Batcher's bitonic network on k keys: L(L+1)/2 stages (L = lg k) of floor(k/2) compare-exchanges."""
+    stages = lg(k) * (lg(k) + 1) / 2
+    return rows * sympy.floor(sympy.S(k) / 2) * stages, stages
+
+
+# ---------------------------------------------------------------------------------------------
+# Sorting: every sorted row of k keys is a bitonic network; topk/kthvalue/median/msort sort the row.
+
+SORT_CASES = [
+    case("sort-last-dim", aten.sort.default, (T(b, n),), {}, (T(b, n), T(b, n)), *bitonic(b, n)),
+    case("sort-dim0", aten.sort.default, (T(n, b), 0), {}, (T(n, b), T(n, b)), *bitonic(b, n)),
+    case("sort.stable-kwarg-dim", aten.sort.stable, (T(n, b),), {"stable": True, "dim": 0}, (T(n, b), T(n, b)),
+         *bitonic(b, n)),
+    case("argsort", aten.argsort.default, (T(b, h, n),), {}, T(b, h, n), *bitonic(b * h, n)),
+    case("msort-dim0", aten.msort.default, (T(n, b),), {}, T(n, b), *bitonic(b, n)),
+    case("topk-sorts-the-row", aten.topk.default, (T(b, n), 5), {}, (T(b, 5), T(b, 5)), *bitonic(b, n)),
+    case("kthvalue", aten.kthvalue.default, (T(b, n), 3, -1), {}, (T(b), T(b)), *bitonic(b, n)),
+    case("median-all-elements", aten.median.default, (T(b, n),), {}, T(), *bitonic(1, b * n)),
+    case("median.dim", aten.median.dim, (T(b, n), 1), {}, (T(b), T(b)), *bitonic(b, n)),
+    case("nanmedian.dim", aten.nanmedian.dim, (T(n, b), 0), {}, (T(b), T(b)), *bitonic(b, n)),
+    # 8 keys: Batcher's network has 24 comparators in 6 stages; 16 keys: 80 in 10
+    case("sort-8-keys", aten.sort.default, (T(3, 8),), {}, (T(3, 8), T(3, 8)), 3 * 24, 6),
+    case("sort-16-keys", aten.sort.default, (T(16),), {}, (T(16), T(16)), 80, 10),
+    case("sort-1-key", aten.sort.default, (T(b, 1),), {}, (T(b, 1), T(b, 1)), 0, 0),
+]
+
+
+@pytest.mark.parametrize("op, args, kwargs, out, work, depth", SORT_CASES)
+def test_sorting(op, args, kwargs, out, work, depth):
+    check(rule_cost(op, args, out, kwargs), work, depth, 0)
+
+
+def test_sort_big_o_is_log_squared_depth_n_log_squared_work_per_row():
+    cost = rule_cost(aten.sort.default, (T(b, n),), (T(b, n), T(b, n)))
+    assert big_o(cost.depth) == sympy.log(n) ** 2
+    assert big_o(cost.work) == b * n * sympy.log(n) ** 2
+
+
+def test_randperm_sorts_random_keys():
+    # draw n keys (n, depth 1), then one bitonic sort of n
+    work, depth = bitonic(1, n)
+    check(rule_cost(aten.randperm.default, (n,), T(n)), n + work, 1 + depth, 0)
+
+
+def test_mode_sorts_then_counts_runs():
+    # sort, flag run starts (N, 1), run lengths by a scan (2N, 2 lg n), argmax of the counts (N, lg n)
+    work, depth = bitonic(b, n)
+    N = b * n
+    check(rule_cost(aten.mode.default, (T(b, n),), (T(b), T(b))), work + N + 2 * N + N, depth + 1 + 3 * lg(n), 0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Compaction: a scan of the keep-flags (2N, depth 2 lg N) then a scatter to the offsets (depth 1).
+
+def test_nonzero_flags_scan_scatter():
+    N = b * n
+    # flag x != 0 (N, 1); scan (2N, 2 lg N); scatter 2 coordinates per element (2N, 1)
+    check(rule_cost(aten.nonzero.default, (T(b, n),), T(m, 2)), N + 2 * N + 2 * N, 1 + 2 * lg(N) + 1, 0)
+    check(rule_cost(aten.argwhere.default, (T(b, n),), T(m, 2)), 5 * N, 2 + 2 * lg(N), 0)
+
+
+@pytest.mark.parametrize("x, mask", [(T(b, n), T(n)), (T(n), T(b, n)), (T(b, n), T(b, n))],
+                         ids=["mask-broadcast", "self-broadcast", "same-shape"])
+def test_masked_select_is_scan_and_scatter_over_the_broadcast(x, mask):
+    N = b * n
+    check(rule_cost(aten.masked_select.default, (x, mask), T(m)), 2 * N + N, 2 * lg(N) + 1, 0)
+
+
+def test_unique_sorts_compares_and_compacts():
+    sort_work, sort_depth = bitonic(1, n)
+    # adjacent compare (n, 1); scan (2n, 2 lg n); scatter (n, 1); inverse | counts (n each, depth 1)
+    cost = rule_cost(aten._unique2.default, (T(n), True, True, True), (T(m), T(n), T(m)))
+    check(cost, sort_work + n + 2 * n + n + 2 * n, sort_depth + 1 + 2 * lg(n) + 1 + 1, 0)
+    plain = rule_cost(aten._unique2.default, (T(b, n),), (T(m), T(0), T(0)))
+    sort_work, sort_depth = bitonic(1, b * n)
+    check(plain, sort_work + 4 * b * n, sort_depth + 2 + 2 * lg(b * n), 0)
+    assert big_o(cost.depth) == sympy.log(n) ** 2
+    assert big_o(cost.work) == n * sympy.log(n) ** 2
+
+
+def test_unique_dim_compares_slices():
+    """unique over n rows of width d: comparators compare slices (2d work, depth 1 + lg d)."""
+    cost = rule_cost(aten.unique_dim.default, (T(n, d), 0), (T(m, d), T(0), T(0)))
+    stages = lg(n) * (lg(n) + 1) / 2
+    comparators = sympy.floor(n / 2) * stages
+    work = comparators * 2 * d + n * 2 * d + 2 * n + n * d
+    depth = stages * (1 + lg(d)) + (1 + lg(d)) + 2 * lg(n) + 1
+    check(cost, work, depth, 0)
+
+
+def test_unique_consecutive_skips_the_sort():
+    check(rule_cost(aten.unique_consecutive.default, (T(n),), (T(m), T(0), T(0))), n + 2 * n + n, 2 + 2 * lg(n), 0)
+
+
+def test_searchsorted_is_a_binary_search_per_query():
+    steps = lg(n + 1)
+    check(rule_cost(aten.searchsorted.Tensor, (T(b, n), T(b, m)), T(b, m)), b * m * steps, steps, 0)
+    check(rule_cost(aten.bucketize.Tensor, (T(b, m), T(n)), T(b, m)), b * m * steps, steps, 0)
+
+
+# ---------------------------------------------------------------------------------------------
+# FFT: length k costs 5 k lg(k) per row at depth lg(k); dims compose in sequence; normalisation +numel, +1.
+
+FFT_CASES = [
+    case("_fft_r2c-last", aten._fft_r2c.default, (T(b, n), [1], 0, True), T(b, n), 5 * b * n * lg(n), lg(n)),
+    # c2r: the full real signal is [b, n] (last_dim_size n); normalisation 2 (1/n) scales the output
+    case("_fft_c2r-normalised", aten._fft_c2r.default, (T(b, m), [1], 2, n), T(b, n),
+         5 * b * n * lg(n) + b * n, lg(n) + 1),
+    case("_fft_c2c-2d", aten._fft_c2c.default, (T(b, H, W), [1, 2], 1, True), T(b, H, W),
+         5 * b * H * W * (lg(H) + lg(W)) + b * H * W, lg(H) + lg(W) + 1),
+    case("fft_rfft-default-norm", aten.fft_rfft.default, (T(b, n),), T(b, m), 5 * b * n * lg(n), lg(n)),
+    case("fft_rfft-n-pads", aten.fft_rfft.default, (T(b, n), 1024), T(b, 513), 5 * b * 1024 * 10, 10),
+    case("fft_fft-dim0", aten.fft_fft.default, (T(n, b), None, 0), T(n, b), 5 * b * n * lg(n), lg(n)),
+    # the inverse with the default "backward" norm scales by 1/n; irfft's length is 2 (m - 1)
+    case("fft_irfft-scales", aten.fft_irfft.default, (T(b, m),), T(b, 2 * m - 2),
+         5 * b * (2 * m - 2) * lg(2 * m - 2) + b * (2 * m - 2), lg(2 * m - 2) + 1),
+    case("fft_ifft", aten.fft_ifft.default, (T(b, n),), T(b, n), 5 * b * n * lg(n) + b * n, lg(n) + 1),
+    case("fft_fft-ortho", aten.fft_fft.default, (T(b, n),), T(b, n), 5 * b * n * lg(n) + b * n, lg(n) + 1,
+         {"norm": "ortho"}),
+    case("fft_fft2", aten.fft_fft2.default, (T(b, H, W),), T(b, H, W),
+         5 * b * H * W * (lg(H) + lg(W)), lg(H) + lg(W)),
+    case("fft_rfftn-all-dims", aten.fft_rfftn.default, (T(b, H, W),), T(b, H, W),
+         5 * b * H * W * (lg(b) + lg(H) + lg(W)), lg(b) + lg(H) + lg(W)),
+    case("fft_rfftn-s-last-two", aten.fft_rfftn.default, (T(b, H, W), [16, 32]), T(b, 16, 17),
+         5 * b * 16 * 32 * (4 + 5), 4 + 5),
+]
+
+
+@pytest.mark.parametrize("op, args, out, work, depth, kwargs", [
+    pytest.param(*p.values[:5], p.values[5] if len(p.values) > 5 else {}, id=p.id) for p in FFT_CASES])
+def test_fft(op, args, out, work, depth, kwargs):
+    check(rule_cost(op, args, out, kwargs), work, depth, 0)
+
+
+def test_rfft_big_o_is_n_log_n_work_log_depth():
+    cost = rule_cost(aten._fft_r2c.default, (T(n), [0], 0, True), T(n))
+    assert big_o(cost.work) == n * sympy.log(n)
+    assert big_o(cost.depth) == sympy.log(n)
+
+
+def test_stft_windows_then_transforms_each_frame():
+    # [b, L] signal, n_fft 64, F frames: window (b*F*64, 1) then a length-64 transform per frame
+    frames = size_symbol("F")
+    cost = rule_cost(aten.stft.default, (T(b, n), 64), T(b, 33, frames), {"return_complex": True})
+    signal = b * frames * 64
+    check(cost, signal + 5 * signal * 6, 1 + 6, 0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Distances: difference and power per coordinate (2 steps), a sum tree over the M coordinates, a root.
+
+CDIST_CASES = [
+    case("cdist-p2", aten.cdist.default, (T(b, P, M), T(b, R, M)), {}, T(b, P, R),
+         3 * b * P * R * M + b * P * R, 2 + lg(M) + 1),
+    case("cdist-p1-no-root", aten.cdist.default, (T(b, P, M), T(b, R, M), 1.0), {}, T(b, P, R),
+         3 * b * P * R * M, 2 + lg(M)),
+    case("cdist-pinf-no-root", aten.cdist.default, (T(P, M), T(R, M)), {"p": float("inf")}, T(P, R),
+         3 * P * R * M, 2 + lg(M)),
+    case("cdist-p3", aten.cdist.default, (T(P, M), T(R, M), 3.0), {}, T(P, R), 3 * P * R * M + P * R, 3 + lg(M)),
+    case("_cdist_forward", aten._cdist_forward.default, (T(b, P, M), T(b, R, M), 2.0, None), {}, T(b, P, R),
+         3 * b * P * R * M + b * P * R, 3 + lg(M)),
+    case("_euclidean_dist", aten._euclidean_dist.default, (T(P, M), T(R, M)), {}, T(P, R),
+         3 * P * R * M + P * R, 3 + lg(M)),
+    case("pdist", aten._pdist_forward.default, (T(n, M), 2.0), {}, T(n * (n - 1) / 2),
+         3 * n * (n - 1) / 2 * M + n * (n - 1) / 2, 3 + lg(M)),
+]
+
+
+@pytest.mark.parametrize("op, args, kwargs, out, work, depth", CDIST_CASES)
+def test_distances(op, args, kwargs, out, work, depth):
+    check(rule_cost(op, args, out, kwargs), work, depth, 0)
+
+
+def test_cdist_between_n_points_is_quadratic():
+    cost = rule_cost(aten.cdist.default, (T(n, 3), T(n, 3)), T(n, n))
+    assert big_o(cost.work) == n**2
+    assert big_o(cost.depth) == 1
+
+
+# ---------------------------------------------------------------------------------------------
+# Resampling: out elements each read r inputs (nearest 1, linear 2 per dim, cubic 4 per dim): out * r work,
+# depth 1 + lg(r).
+
+_UP = b * C * Ho * Wo
+
+RESAMPLE_CASES = [
+    case("nearest2d.vec", aten.upsample_nearest2d.vec, (T(b, C, H, W), [Ho, Wo], None), T(b, C, Ho, Wo), _UP, 1),
+    case("nearest2d.default", aten.upsample_nearest2d.default, (T(b, C, H, W), [Ho, Wo]), T(b, C, Ho, Wo), _UP, 1),
+    case("nearest-exact2d", aten._upsample_nearest_exact2d.vec, (T(b, C, H, W), [Ho, Wo], None), T(b, C, Ho, Wo),
+         _UP, 1),
+    case("linear1d", aten.upsample_linear1d.vec, (T(b, C, n), None, False, [2.0]), T(b, C, 2 * n),
+         2 * b * C * 2 * n, 2),
+    case("bilinear2d.vec", aten.upsample_bilinear2d.vec, (T(b, C, H, W), None, False, [2.0, 2.0]),
+         T(b, C, 2 * H, 2 * W), 4 * b * C * 4 * H * W, 3),
+    case("bilinear2d.default", aten.upsample_bilinear2d.default, (T(b, C, H, W), [Ho, Wo], True),
+         T(b, C, Ho, Wo), 4 * _UP, 3),
+    case("bicubic2d", aten.upsample_bicubic2d.default, (T(b, C, H, W), [Ho, Wo], False), T(b, C, Ho, Wo),
+         16 * _UP, 5),
+    case("trilinear3d", aten.upsample_trilinear3d.vec, (T(b, C, 4, H, W), [8, Ho, Wo], False, None),
+         T(b, C, 8, Ho, Wo), 8 * 8 * _UP, 4),
+    # antialiased 4x downsampling in both dims: 2 * 4 taps per dim -> 64 reads
+    case("bilinear2d_aa-down", aten._upsample_bilinear2d_aa.vec, (T(b, C, 40, 48), [10, 12], False, None),
+         T(b, C, 10, 12), 64 * b * C * 120, 1 + 6),
+    # antialiased upsampling keeps the plain taps
+    case("bicubic2d_aa-up", aten._upsample_bicubic2d_aa.default, (T(b, C, 10, 12), [20, 24], False),
+         T(b, C, 20, 24), 16 * b * C * 480, 5),
+    # the gradient of 2x nearest: each input collects 2 x 2 outputs
+    case("nearest2d_backward", aten.upsample_nearest2d_backward.default,
+         (T(b, C, 2 * H, 2 * W), [2 * H, 2 * W], [b, C, H, W]), T(b, C, H, W), 4 * b * C * H * W, 1 + 2),
+    # bilinear 2x backward: 4 reads per output; an input is read by 2 taps * 2 outputs per dim -> 16
+    case("bilinear2d_backward", aten.upsample_bilinear2d_backward.default,
+         (T(b, C, 2 * H, 2 * W), [2 * H, 2 * W], [b, C, H, W], False), T(b, C, H, W), 16 * b * C * H * W, 1 + 4),
+]
+
+
+@pytest.mark.parametrize("op, args, out, work, depth", RESAMPLE_CASES)
+def test_resample(op, args, out, work, depth):
+    check(rule_cost(op, args, out), work, depth, 0)
+
+
+@pytest.mark.parametrize("mode, reads", [(0, 4), (1, 1), (2, 16)], ids=["bilinear", "nearest", "bicubic"])
+def test_grid_sampler_2d(mode, reads):
+    # source coordinates from the grid (b*Ho*Wo*2 values, depth 1), then reads as interpolation
+    cost = rule_cost(aten.grid_sampler_2d.default, (T(b, C, H, W), T(b, Ho, Wo, 2), mode, 0, False),
+                     T(b, C, Ho, Wo))
+    check(cost, 2 * b * Ho * Wo + reads * _UP, 1 + 1 + lg(reads), 0)
+    generic = rule_cost(aten.grid_sampler.default, (T(b, C, H, W), T(b, Ho, Wo, 2), mode, 0, False), T(b, C, Ho, Wo))
+    check(generic, cost.work, cost.depth, 0)
+
+
+def test_grid_sampler_3d_trilinear():
+    cost = rule_cost(aten.grid_sampler_3d.default, (T(b, C, n, H, W), T(b, m, Ho, Wo, 3), 0, 0, False),
+                     T(b, C, m, Ho, Wo))
+    check(cost, 3 * b * m * Ho * Wo + 8 * b * C * m * Ho * Wo, 1 + 1 + 3, 0)
+
+
+@pytest.mark.parametrize("stride, overlap", [(1, 9), (2, 4), (3, 1)])
+def test_col2im_accumulates_overlapping_patches(stride, overlap):
+    # fold 3x3 patches: a pixel receives one value from each of the ceil(3/s)^2 patches covering it
+    L_ = size_symbol("Lp")
+    cost = rule_cost(aten.col2im.default, (T(b, 9 * C, L_), [H, W], [3, 3], [1, 1], [1, 1], [stride, stride]),
+                     T(b, C, H, W))
+    check(cost, b * C * H * W + 9 * b * C * L_, 2 + lg(overlap), 0)
+
+
+def test_affine_grid_is_a_dot_of_three_per_coordinate():
+    cost = rule_cost(aten.affine_grid_generator.default, (T(b, 2, 3), [b, C, H, W], False), T(b, H, W, 2))
+    check(cost, 2 * b * H * W * 2 * 3, 1 + 2, 0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Recurrences. Cell step: gates = x W_ih^T (2*B*G*H*I, depth 1 + lg I) | h W_hh^T (1 + lg H), then
+#   lstm: + 4-term sum (3 * gates, depth 2), gate math 9BH at depth 1 + 2 + 2;
+#   gru:  each part + its bias (depth 1), gate math 10BH at depth 2 + 3 + 3;
+#   rnn:  + sum of the parts (and biases), activation BH at depth 1.
+
+def _contract_depth():
+    return sympy.Max(1 + lg(I), 1 + lg(h))
+
+
+def _lstm_step(batch=b):
+    gates = 4 * batch * h
+    flops = 2 * gates * I + 2 * gates * h
+    return flops + 3 * gates + 9 * batch * h, _contract_depth() + 2 + 5, flops
+
+
+def test_lstm_cell():
+    args = (T(b, I), [T(b, h), T(b, h)], T(4 * h, I), T(4 * h, h), T(4 * h), T(4 * h))
+    check(rule_cost(aten.lstm_cell.default, args, (T(b, h), T(b, h))), *_lstm_step())
+
+
+def test_gru_cell():
+    args = (T(b, I), T(b, h), T(3 * h, I), T(3 * h, h), T(3 * h), T(3 * h))
+    gates = 3 * b * h
+    flops = 2 * gates * I + 2 * gates * h
+    check(rule_cost(aten.gru_cell.default, args, T(b, h)),
+          flops + 2 * gates + 10 * b * h, _contract_depth() + 1 + 8, flops)
+
+
+def test_rnn_tanh_cell_without_bias():
+    flops = 2 * b * h * I + 2 * b * h * h
+    check(rule_cost(aten.rnn_tanh_cell.default, (T(b, I), T(b, h), T(h, I), T(h, h)), T(b, h)),
+          flops + b * h + b * h, _contract_depth() + 1 + 1, flops)
+
+
+def _lstm_params(layers, directions=1):
+    params = []
+    for layer in range(layers):
+        for _ in range(directions):
+            width = I if layer == 0 else h * directions
+            params += [T(4 * h, width), T(4 * h, h), T(4 * h), T(4 * h)]
+    return params
+
+
+def test_lstm_sequence_depth_is_linear_in_T():
+    """One layer over Tn steps (seq-first): Tn steps of the cell in sequence."""
+    args = (T(Tn, b, I), [T(1, b, h), T(1, b, h)], _lstm_params(1), True, 1, 0.0, False, False, False)
+    cost = rule_cost(aten.lstm.input, args, (T(Tn, b, h), T(1, b, h), T(1, b, h)))
+    work, depth, flops = _lstm_step()
+    check(cost, Tn * work, Tn * depth, Tn * flops)
+    assert sympy.expand(big_o(cost.depth) - Tn * (sympy.log(I) + sympy.log(h))) == 0  # linear in Tn
+    assert big_o(cost.work) == Tn * b * h**2 + Tn * b * h * I
+
+
+def test_lstm_two_layers_pipeline_as_a_wavefront():
+    """Layer 2 takes step t as soon as layer 1 produced it: Tn + 1 steps on the critical path (batch_first)."""
+    params = [T(4 * h, I), T(4 * h, h), T(4 * h), T(4 * h), T(4 * h, h), T(4 * h, h), T(4 * h), T(4 * h)]
+    args = (T(b, Tn, I), [T(2, b, h), T(2, b, h)], params, True, 2, 0.0, False, False, True)
+    cost = rule_cost(aten.lstm.input, args, (T(b, Tn, h), T(2, b, h), T(2, b, h)))
+    w1, d1, f1 = _lstm_step()
+    gates = 4 * b * h
+    f2 = 2 * gates * h + 2 * gates * h
+    w2, d2 = f2 + 3 * gates + 9 * b * h, (1 + lg(h)) + 2 + 5
+    check(cost, Tn * (w1 + w2), d1 + d2 + (Tn - 1) * sympy.Max(d1, d2), Tn * (f1 + f2))
+
+
+def test_bidirectional_layers_wait_for_the_reverse_pass():
+    params = _lstm_params(2, directions=2)
+    args = (T(Tn, b, I), [T(4, b, h), T(4, b, h)], params, True, 2, 0.0, False, True, False)
+    cost = rule_cost(aten.lstm.input, args, (T(Tn, b, 2 * h), T(4, b, h), T(4, b, h)))
+    _, d1, _ = _lstm_step()
+    d2 = sympy.Max(1 + lg(2 * h), 1 + lg(h)) + 2 + 5
+    assert same(cost.depth, Tn * (d1 + d2))
+
+
+def test_gru_sequence_and_packed_lstm():
+    params = [T(3 * h, I), T(3 * h, h), T(3 * h), T(3 * h)]
+    gru = rule_cost(aten.gru.input, (T(Tn, b, I), T(1, b, h), params, True, 1, 0.0, False, False, False),
+                    (T(Tn, b, h), T(1, b, h)))
+    assert same(gru.depth, Tn * (_contract_depth() + 1 + 8))
+    # packed: K tokens over Tn steps (batch_sizes has Tn entries): work per token, depth per step
+    packed = rule_cost(aten.lstm.data, (T(K, I), T(Tn), [T(1, b, h), T(1, b, h)], _lstm_params(1), True, 1, 0.0,
+                                        False, False), (T(K, h), T(1, b, h), T(1, b, h)))
+    work, depth, flops = _lstm_step(batch=1)
+    check(packed, K * work, Tn * depth, K * flops)
+
+
+# ---------------------------------------------------------------------------------------------
+# Backward ops.
+
+@pytest.mark.parametrize("groups, mask", [(1, [True, True, True]), (4, [True, True, True]), (1, [False, True, False]),
+                                          (2, [True, False, False])])
+def test_convolution_backward(groups, mask):
+    """grad input: transposed conv (fan-out 16/groups * 9 per input); grad weight: every weight sums b*Ho*Wo products;
+    grad bias: a tree over b*Ho*Wo per channel. In parallel; FLOPs exactly flop_counter.conv_backward_flop (which
+    counts grouped grad weight over all 8*16 channel pairs)."""
+    x, w, grad = T(b, 8, H, W), T(16, 8 // groups, 3, 3), T(b, 16, Ho, Wo)
+    args = (grad, x, w, [16], [1, 1], [1, 1], [1, 1], False, [0, 0], groups, mask)
+    outs = (x, w, T(16))
+    cost = rule_cost(aten.convolution_backward.default, args, outs)
+    gi = 2 * b * Ho * Wo * 16 * (8 // groups) * 9
+    gw_work = 2 * 16 * (8 // groups) * 9 * b * Ho * Wo
+    gw_flops = 2 * 16 * 8 * 9 * b * Ho * Wo
+    parts = [(gi, 1 + lg(16 // groups * 9), gi), (gw_work, 1 + lg(b * Ho * Wo), gw_flops),
+             (b * 16 * Ho * Wo, lg(b * Ho * Wo), 0)]
+    kept = [p for p, keep in zip(parts, mask) if keep]
+    work = sum(p[0] for p in kept)
+    depth = sympy.Max(*[p[1] for p in kept]) if len(kept) > 1 else kept[0][1]
+    reference = flop_counter.conv_backward_flop(grad.shape, x.shape, w.shape, None, None, None, None, False, None,
+                                                groups, mask, out_val=[x.shape, w.shape, (16,)])
+    check(cost, work, depth, reference)
+    assert same(cost.flops, sum(p[2] for p in kept))
+
+
+def test_convolution_backward_transposed_flops_match_flop_counter():
+    x, w, grad = T(b, 8, H, W), T(8, 3, 4, 4), T(b, 3, Ho, Wo)
+    mask = [True, True, False]
+    cost = rule_cost(aten.convolution_backward.default,
+                     (grad, x, w, None, [2, 2], [1, 1], [1, 1], True, [0, 0], 1, mask), (x, w, T(0)))
+    reference = flop_counter.conv_backward_flop(grad.shape, x.shape, w.shape, None, None, None, None, True, None, 1,
+                                                mask, out_val=[x.shape, w.shape, None])
+    assert same(cost.flops, reference)
+
+
+def _norm_backward(N, k, stat, weight=True, mask=(True, True, True)):
+    """xhat (2N, 2) | g = grad*w (N, 1); grad x: sums (N | 2N, 1 + lg k) then 5N + R at depth 4;
+    grad w: 2N, 1 + lg(stat); grad b: N, lg(stat) (needs no xhat)."""
+    R = sympy.cancel(N / k)
+    work = 2 * N + (N if weight else 0)
+    after = []
+    if mask[0]:
+        work += 3 * N + 5 * N + R
+        after.append(1 + lg(k) + 4)
+    if mask[1] and weight:
+        work += 2 * N
+        after.append(1 + lg(stat))
+    depth = 2 + (sympy.Max(*after) if len(after) > 1 else after[0])
+    if mask[2]:
+        work += N
+        depth = sympy.Max(depth, lg(stat))
+    return work, depth
+
+
+NORM_BACKWARD_CASES = [
+    case("layer_norm", aten.native_layer_norm_backward.default,
+         (T(b, n, d), T(b, n, d), [d], T(b, n, 1), T(b, n, 1), T(d), T(d), [True, True, True]),
+         (T(b, n, d), T(d), T(d)), *_norm_backward(b * n * d, d, b * n)),
+    case("layer_norm-input-only-no-weight", aten.native_layer_norm_backward.default,
+         (T(b, n, d), T(b, n, d), [d], T(b, n, 1), T(b, n, 1), None, None, [True, False, False]),
+         (T(b, n, d), T(0), T(0)), *_norm_backward(b * n * d, d, b * n, False, (True, False, False))),
+    # 32 channels in 8 groups: rows of 4*H*W; weight and bias sum over b*H*W per channel
+    case("group_norm", aten.native_group_norm_backward.default,
+         (T(b, 32, H, W), T(b, 32, H, W), T(b, 8), T(b, 8), T(32), b, 32, H * W, 8, [True, True, True]),
+         (T(b, 32, H, W), T(32), T(32)), *_norm_backward(32 * b * H * W, 4 * H * W, b * H * W)),
+    case("batch_norm-train", aten.native_batch_norm_backward.default,
+         (T(b, C, H, W), T(b, C, H, W), T(C), T(C), T(C), T(C), T(C), True, 1e-5, [True, True, True]),
+         (T(b, C, H, W), T(C), T(C)), *_norm_backward(C * b * H * W, b * H * W, b * H * W)),
+    # eval: grad x = grad * (w * rstd): 2C at depth 2, then N at depth 1; grad w: xhat (2N, 2), times grad (N, 1),
+    # sum (N, lg k); grad b: sum (N, lg k)
+    case("batch_norm-eval", aten.native_batch_norm_backward.default,
+         (T(b, C, H, W), T(b, C, H, W), T(C), T(C), T(C), None, None, False, 1e-5, [True, True, True]),
+         (T(b, C, H, W), T(C), T(C)), 2 * C + C * b * H * W + 4 * C * b * H * W + C * b * H * W,
+         sympy.Max(3, 3 + lg(b * H * W), lg(b * H * W))),
+]
+
+
+@pytest.mark.parametrize("op, args, out, work, depth", NORM_BACKWARD_CASES)
+def test_normalisation_backward(op, args, out, work, depth):
+    check(rule_cost(op, args, out), work, depth, 0)
+
+
+def test_softmax_backward():
+    N = b * n * m
+    # y * (g - sum(g * y)): multiply, sum tree, subtract, multiply
+    check(rule_cost(aten._softmax_backward_data.default, (T(b, n, m), T(b, n, m), -1, torch.float32), T(b, n, m)),
+          4 * N, 3 + lg(m), 0)
+    # g - exp(y) * sum(g): the sum and exp(y) in parallel, then multiply and subtract
+    check(rule_cost(aten._log_softmax_backward_data.default, (T(b, n, m), T(b, n, m), 1, torch.float32),
+                    T(b, n, m)), 4 * N, sympy.Max(lg(n), 1) + 2, 0)
+
+
+def test_embedding_dense_backward_is_an_accumulating_scatter():
+    # zero-filled [V, d] plus every gradient row added in; all b*n indices may hit one row: a tree over b*n
+    cost = rule_cost(aten.embedding_dense_backward.default, (T(b, n, d), T(b, n), V, -1, False), T(V, d))
+    check(cost, V * d + b * n * d, 2 + lg(b * n), 0)
+
+
+POOL_BACKWARD_CASES = [
+    # 3x3 windows, stride 2: an input is covered by ceil(3/2)^2 = 4 windows
+    case("max_pool2d-overlapping", aten.max_pool2d_with_indices_backward.default,
+         (T(b, C, Ho, Wo), T(b, C, H, W), [3, 3], [2, 2], [1, 1], [1, 1], False, T(b, C, Ho, Wo)),
+         T(b, C, H, W), b * C * H * W + _UP, 2 + 2),
+    case("max_pool2d-disjoint-default-stride", aten.max_pool2d_with_indices_backward.default,
+         (T(b, C, Ho, Wo), T(b, C, H, W), [2, 2], [], [0, 0], [1, 1], False, T(b, C, Ho, Wo)),
+         T(b, C, H, W), b * C * H * W + _UP, 2),
+    # divide each gradient (1), spread over the window, sum the overlapping shares
+    case("avg_pool2d-disjoint", aten.avg_pool2d_backward.default,
+         (T(b, C, Ho, Wo), T(b, C, H, W), [2, 2], [2, 2], [0, 0], False, True, None), T(b, C, H, W),
+         _UP + 4 * _UP, 1 + 1),
+    case("avg_pool2d-stride1", aten.avg_pool2d_backward.default,
+         (T(b, C, Ho, Wo), T(b, C, H, W), [3, 3], [1, 1], [1, 1], False, True, None), T(b, C, H, W),
+         _UP + 9 * _UP, 1 + 1 + 4),
+    case("adaptive_avg_pool2d-global", aten._adaptive_avg_pool2d_backward.default,
+         (T(b, C, 1, 1), T(b, C, H, W)), T(b, C, H, W), b * C + b * C * H * W, 1 + 1),
+    # 5 -> 3 windows [0,2), [1,4), [3,5): lengths sum to 7 per dim, positions 1 and 3 covered twice
+    case("adaptive_avg_pool2d-overlapping", aten._adaptive_avg_pool2d_backward.default,
+         (T(b, C, 3, 3), T(b, C, 5, 5)), T(b, C, 5, 5), b * C * 9 + b * C * 49, 1 + 1 + 2),
+]
+
+
+@pytest.mark.parametrize("op, args, out, work, depth", POOL_BACKWARD_CASES)
+def test_pooling_backward(op, args, out, work, depth):
+    check(rule_cost(op, args, out), work, depth, 0)
+
+
+def _sdpa_backward_expected(masked=False):
+    bls = b * h * L * S
+    flops = 2 * bls * (3 * E + 2 * Ev)
+    work = flops + 6 * bls + 2 * b * h * L * Ev + (bls if masked else 0)
+    front = sympy.Max(1 + lg(E) + 1 + (1 if masked else 0) + 2, 1 + lg(Ev))
+    depth = front + sympy.Max(3 + sympy.Max(1 + lg(S), 1 + lg(L)), 1 + lg(L))
+    return work, depth, flops
+
+
+@pytest.mark.parametrize("op, args, masked", [
+    case("flash-cpu", aten._scaled_dot_product_flash_attention_for_cpu_backward.default,
+         (_O, _Q, _K, _V, _O, T(b, h, L), 0.0, False), False),
+    case("flash-cpu-causal", aten._scaled_dot_product_flash_attention_for_cpu_backward.default,
+         (_O, _Q, _K, _V, _O, T(b, h, L), 0.0, True), True),
+    case("efficient-bias", aten._scaled_dot_product_efficient_attention_backward.default,
+         (_O, _Q, _K, _V, T(b, h, L, S), _O, T(b, h, L), T(), T(), 0.0, [True, True, True, False]), True),
+])
+def test_sdpa_backward(op, args, masked):
+    """Recompute P from logsumexp, dP and rowsum(dO * O) in parallel, dS, then dQ | dK with dV."""
+    cost = rule_cost(op, args, (_Q, _K, _V))
+    check(cost, *_sdpa_backward_expected(masked))
+    assert same(cost.flops, flop_counter.sdpa_backward_flop_count(_O.shape, _Q.shape, _K.shape, _V.shape))
+
+
+@pytest.mark.parametrize("op", [aten.threshold_backward.default, aten.gelu_backward.default,
+                                aten.silu_backward.default, aten.tanh_backward.default, aten.sigmoid_backward.default,
+                                aten.hardtanh_backward.default, aten.leaky_relu_backward.default,
+                                aten.native_dropout_backward.default], ids=str)
+def test_elementwise_backward(op):
+    check(rule_cost(op, (T(b, n, d), T(b, n, d), 0.0), T(b, n, d)), b * n * d, 1, 0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Losses: per-element steps, then a sum tree (mean: one divide more).
+
+def test_cross_entropy_is_log_softmax_then_nll():
+    cost = rule_cost(aten.cross_entropy_loss.default, (T(b, C), T(b)), T())
+    # log_softmax over C: 5bC + b, depth 2 lg C + 4; pick (b, 1); sum tree (b, lg b); divide (1, 1)
+    check(cost, 5 * b * C + b + b + b + 1, 2 * lg(C) + 4 + 1 + lg(b) + 1, 0)
+
+
+@pytest.mark.parametrize("reduction, work, depth", [(0, 2 * b * n, 2), (1, 3 * b * n + 1, 3 + lg(b * n)),
+                                                    (2, 3 * b * n, 2 + lg(b * n))], ids=["none", "mean", "sum"])
+def test_mse_loss_reductions(reduction, work, depth):
+    check(rule_cost(aten.mse_loss.default, (T(b, n), T(b, n), reduction), T()), work, depth, 0)
+
+
+def test_nll_loss_forward_and_backward():
+    check(rule_cost(aten.nll_loss_forward.default, (T(b, C), T(b), None, 1, -100), (T(), T())),
+          b + b + 1, 1 + lg(b) + 1, 0)
+    check(rule_cost(aten.nll_loss_backward.default, (T(), T(b, C), T(b), None, 1, -100, T()), T(b, C)),
+          b * C + b, 2, 0)

@@ -19,6 +19,7 @@ def report_dict(report, at: dict[str, int] | None = None) -> dict:
         "schema": SCHEMA,
         "model": report.model,
         "engine": report.engine,
+        "mode": report.mode,
         "symbols": {name: {"min": s.min, "max": s.max} for name, s in report.symbols.items()},
         "work": _metric(report.work),
         "depth": _metric(report.depth),
@@ -32,7 +33,10 @@ def report_dict(report, at: dict[str, int] | None = None) -> dict:
         "modules": [{"path": m.path, "type": m.type, "work": fmt(m.work), "depth": fmt(m.depth)} for m in report.modules],
         "critical_path": [{"node": s.node, "op": s.op, "module": s.module, "depth": fmt(s.depth)} for s in report.critical_path],
         "unmodeled": [{"op": op, "count": count} for op, count in report.unmodeled],
+        "unknowns": [{"symbol": sym, "what": what} for sym, what in report.unknowns],
     }
+    if report.fit is not None:
+        out["fit"] = dict(report.fit.to_dict(), breakdown_at=report.breakdown_at)
     if at:
         out["at"] = dict(at)
         out["values"] = report.evaluate(**at)

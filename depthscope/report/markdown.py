@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from .table import sections, unmodeled_warning
+from .table import sections, unknowns_note, unmodeled_warning
 
 
 def render(report, at: dict[str, int] | None = None) -> str:
     parts = [f"# depthscope report: {report.model}"]
     for title, table in sections(report, at, "github"):
         parts.append(f"## {title}\n\n{table}")
-    warning = unmodeled_warning(report)
-    if warning:
-        parts.append(f"> **{warning}**")
+    for note in (unknowns_note(report), unmodeled_warning(report)):
+        if note:
+            parts.append(f"> **{note}**")
     return "\n\n".join(parts) + "\n"

@@ -31,15 +31,25 @@ def sections(report, at: dict[str, int] | None, tablefmt: str) -> list[tuple[str
             metric = {"work": "work", "depth": "depth", "parallelism W/D": "parallelism", "matmul FLOPs": "flops"}[key]
             row.append(human(values[metric]))
         rows.append(row)
-    out.append((f"{report.model}: {report.node_count} nodes, engine {report.engine}", tabulate(rows, summary_head, tablefmt=tablefmt)))
+    mode = ", training step (forward + backward)" if report.mode == "train" else ""
+    if report.fit is not None:
+        check = "passed" if report.fit.heldout_passed else "FAILED"
+        mode += (f"; formulas fitted over {len(report.fit.sizes)} sizes (exact at powers of two), "
+                 f"held-out check {check}")
+    out.append((f"{report.model}: {report.node_count} nodes, engine {report.engine}{mode}", tabulate(rows, summary_head, tablefmt=tablefmt)))
 
+    if report.breakdown_at is not None:
+        # fitted engine: the breakdowns are those of one analysed size
+        sizes = dict(report.breakdown_at)
+        label = f"{sizes_label(sizes)}, an analysed size"
     total_work = value_at(report.work, report, sizes) or 0.0
     total_depth = value_at(report.depth, report, sizes) or 0.0
     mod_rows = []
     for m in sorted(top_level_modules(report), key=lambda m: -value_at(m.work, report, sizes)):
         w = value_at(m.work, report, sizes)
         d = value_at(m.depth, report, sizes)
-        mod_rows.append([m.path or "(root)", m.type, f"O({fmt(big_o(m.work))})", share(w, total_work), share(d, total_depth)])
+        work_col = human(w) if report.breakdown_at is not None else f"O({fmt(big_o(m.work))})"
+        mod_rows.append([m.path or "(root)", m.type, work_col, share(w, total_work), share(d, total_depth)])
     out.append((f"modules (shares at {label})", tabulate(mod_rows, ["module", "type", "work", "work share", "depth share"], tablefmt=tablefmt)))
 
     op_rows = []
@@ -70,6 +80,13 @@ def sections(report, at: dict[str, int] | None, tablefmt: str) -> list[tuple[str
     return out
 
 
+def unknowns_note(report) -> str | None:
+    if not report.unknowns:
+        return None
+    return "NOTE: symbols that stand for quantities unknown before running: " + "; ".join(
+        f"{sym} = {what}" for sym, what in report.unknowns)
+
+
 def unmodeled_warning(report) -> str | None:
     if not report.unmodeled:
         return None
@@ -82,7 +99,7 @@ def render(report, at: dict[str, int] | None = None) -> str:
     parts = []
     for title, table in sections(report, at, "simple"):
         parts.append(f"{title}\n{table}")
-    warning = unmodeled_warning(report)
-    if warning:
-        parts.append(warning)
+    for note in (unknowns_note(report), unmodeled_warning(report)):
+        if note:
+            parts.append(note)
     return "\n\n".join(parts) + "\n"

@@ -1,6 +1,23 @@
 """Per-op cost rules, one module per op family; importing this package fills the registry."""
 
-from . import attention, conv, elementwise, indexing, matmul, norm, pooling, reduction, shape  # noqa: F401
+from . import (  # noqa: F401
+    attention,
+    backward,
+    conv,
+    distance,
+    elementwise,
+    fft,
+    indexing,
+    losses,
+    matmul,
+    norm,
+    pooling,
+    recurrent,
+    reduction,
+    resample,
+    shape,
+    sorting,
+)
 from .registry import FREE_OPS, RULES, OpCall, TensorMeta, free, lookup, register, register_free, unmodeled
 
 __all__ = ["FREE_OPS", "RULES", "OpCall", "TensorMeta", "free", "lookup", "register", "register_free", "unmodeled"]

@@ -48,4 +48,6 @@ register(
     aten._scaled_dot_product_flash_attention_for_cpu,
     aten._scaled_dot_product_efficient_attention,
     aten._scaled_dot_product_cudnn_attention,
+    work="2*B*L*S*E + 2*B*L*S*Ev (FLOPs) + 6*B*L*S (scale, softmax) [+ B*L*S mask] [+ 2*B*L*S dropout]",
+    depth="(1 + ceil(log2 E)) + 1 [+1 mask] + (2 ceil(log2 S) + 3) [+2 dropout] + (1 + ceil(log2 S))",
 )(_sdpa)

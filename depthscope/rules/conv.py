@@ -31,20 +31,24 @@ def conv_cost(x, w, out, transposed: bool, groups, bias: bool) -> Cost:
     return cost
 
 
-@register(aten.convolution, aten._convolution)
+@register(aten.convolution, aten._convolution,
+          work="2 * out * (C_in/groups) * prod(kernel) (+ numel(out) bias); transposed: over the input extent", depth="1 + ceil(log2((C_in/groups) * prod(kernel))) (+1 bias)")
 def convolution(call: OpCall) -> Cost:
     x, w = call.args[0], call.args[1]
     return conv_cost(x, w, call.out, bool(call.arg("transposed", False)), call.arg("groups", 1),
                      call.arg("bias") is not None)
 
 
-@register(aten.conv1d, aten.conv2d, aten.conv3d)
+@register(aten.conv1d, aten.conv2d, aten.conv3d,
+          work="2 * out * (C_in/groups) * prod(kernel) (+ numel(out) bias); transposed: over the input extent", depth="1 + ceil(log2((C_in/groups) * prod(kernel))) (+1 bias)")
 def conv_nd(call: OpCall) -> Cost:
     x, w = call.args[0], call.args[1]
     return conv_cost(x, w, call.out, False, call.arg("groups", 1), call.arg("bias") is not None)
 
 
-@register(aten.conv_transpose1d, aten.conv_transpose2d, aten.conv_transpose3d)
+@register(aten.conv_transpose1d, aten.conv_transpose2d, aten.conv_transpose3d,
+          work="2 * numel(in) * C_out/groups * prod(kernel) (+ numel(out) bias)",
+          depth="1 + ceil(log2((C_in/groups) * prod(kernel))) (+1 bias)")
 def conv_transpose_nd(call: OpCall) -> Cost:
     x, w = call.args[0], call.args[1]
     return conv_cost(x, w, call.out, True, call.arg("groups", 1), call.arg("bias") is not None)

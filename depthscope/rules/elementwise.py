@@ -21,7 +21,8 @@ def elementwise(call: OpCall) -> Cost:
 register(
     aten.gelu, aten.silu, aten.relu, aten.relu6, aten.hardtanh, aten.hardswish, aten.hardsigmoid,
     aten.leaky_relu, aten.elu, aten.selu, aten.celu, aten.mish, aten.softplus, aten.glu,
-    aten.threshold, aten.prelu, aten.tanh, aten.sigmoid, aten.masked_fill, aten.where,
+    aten.threshold, aten.prelu, aten._prelu_kernel, aten.log_sigmoid_forward, aten.tanh, aten.sigmoid,
+    aten.masked_fill, aten.where,
     aten.clamp, aten.clamp_min, aten.clamp_max, aten.logit,
 )(elementwise)
 
@@ -34,7 +35,7 @@ register(
 )(elementwise)
 
 
-@register(aten.diff)
+@register(aten.diff, work="rows * (n*L - n*(n+1)/2) (+ rows*L with prepend/append)", depth="n (+1)")
 def diff(call: OpCall) -> Cost:
     """n-th forward difference along dim: optional prepend/append concatenation (a copy, depth 1), then n
     rounds of neighbour subtraction, round i writing rows * (L - i) elements at depth 1.
@@ -58,6 +59,10 @@ def copy(call: OpCall) -> Cost:
 
 
 register(
+    aten.pixel_shuffle, aten.pixel_unshuffle, aten.channel_shuffle, aten.native_channel_shuffle,
+    aten.fft_fftshift, aten.fft_ifftshift, aten.im2col, aten.diag, aten.diag_embed, aten.diagflat,
+    aten.block_diag, aten.tril_indices, aten.triu_indices, aten.kron,
+    aten.hann_window, aten.hamming_window, aten.blackman_window, aten.bartlett_window, aten.kaiser_window,
     aten.clone, aten.contiguous, aten._to_copy, aten.to, aten.type_as, aten.copy, aten.copy_, aten.lift_fresh_copy,
     aten.cat, aten.stack, aten.hstack, aten.vstack, aten.repeat, aten.tile, aten.flip, aten.roll,
     aten.constant_pad_nd, aten.pad, aten.reflection_pad1d, aten.reflection_pad2d, aten.reflection_pad3d,
@@ -70,6 +75,7 @@ register(
     aten.new_zeros, aten.new_ones, aten.new_full, aten.scalar_tensor, aten.arange, aten.linspace,
     aten.eye, aten.rand, aten.randn, aten.rand_like, aten.randn_like, aten.randint, aten.randint_like,
     aten.bernoulli, aten.normal, aten.uniform, aten.uniform_, aten.normal_,
+    work="numel(out)", depth="1",
 )(copy)
 
 
@@ -78,10 +84,12 @@ def allocation(call: OpCall) -> Cost:
     return FREE
 
 
-register(aten.empty, aten.empty_like, aten.new_empty, aten.empty_strided, aten.new_empty_strided)(allocation)
+register(aten.empty, aten.empty_like, aten.new_empty, aten.empty_strided, aten.new_empty_strided, aten.empty_permuted,
+         work="0", depth="0")(allocation)
 
 
-@register(aten.dropout, aten.native_dropout, aten.feature_dropout, aten.alpha_dropout)
+@register(aten.dropout, aten.native_dropout, aten.feature_dropout, aten.alpha_dropout,
+          work="training: 2 numel; eval or p = 0: 0", depth="training: 2; eval: 0")
 def dropout(call: OpCall) -> Cost:
     """Dropout in eval is the identity (free); in training a mask draw and a multiply: 2 numel, depth 2."""
     train = call.arg("train", call.arg("train", True))

@@ -24,19 +24,20 @@ def contraction(out_numel, k, bias: bool = False) -> Cost:
     return cost
 
 
-@register(aten.mm)
+@register(aten.mm, work="2*M*N*K", depth="1 + ceil(log2 K)")
 def mm(call: OpCall) -> Cost:
     a = call.args[0]
     return contraction(call.out.numel, a.shape[-1])
 
 
-@register(aten.bmm)
+@register(aten.bmm, work="2*B*M*N*K", depth="1 + ceil(log2 K)")
 def bmm(call: OpCall) -> Cost:
     a = call.args[0]
     return contraction(call.out.numel, a.shape[-1])
 
 
-@register(aten.addmm, aten.baddbmm, aten.addmv, aten.addbmm)
+@register(aten.addmm, aten.baddbmm, aten.addmv, aten.addbmm,
+          work="2*numel(out)*K + numel(out) (addbmm: K = B*K)", depth="2 + ceil(log2 K)")
 def add_product(call: OpCall) -> Cost:
     """self + mat1 @ mat2: the product, then the bias add (addbmm also sums over the batch)."""
     a = call.args[1]
@@ -46,7 +47,8 @@ def add_product(call: OpCall) -> Cost:
     return contraction(call.out.numel, k, bias=True)
 
 
-@register(aten.mv, aten.dot, aten.vdot, aten.inner, aten.outer, aten.ger)
+@register(aten.mv, aten.dot, aten.vdot, aten.inner, aten.outer, aten.ger,
+          work="2*numel(out)*K (outer/ger: numel(out))", depth="1 + ceil(log2 K) (outer/ger: 1)")
 def vector_product(call: OpCall) -> Cost:
     a = call.args[0]
     if str(call.op).startswith(("aten.outer", "aten.ger")):
@@ -54,14 +56,14 @@ def vector_product(call: OpCall) -> Cost:
     return contraction(call.out.numel, a.shape[-1])
 
 
-@register(aten.matmul)
+@register(aten.matmul, work="2*numel(out)*K", depth="1 + ceil(log2 K)")
 def matmul(call: OpCall) -> Cost:
     """Broadcasting matmul: every output element contracts the shared last axis of the first operand."""
     a = call.args[0]
     return contraction(call.out.numel, a.shape[-1])
 
 
-@register(aten.linear)
+@register(aten.linear, work="2*numel(out)*K (+ numel(out) with bias)", depth="1 + ceil(log2 K) (+1 with bias)")
 def linear(call: OpCall) -> Cost:
     """x @ W.T (+ b): contraction over in_features, plus the bias add when a bias is given."""
     x = call.args[0]
@@ -69,7 +71,8 @@ def linear(call: OpCall) -> Cost:
     return contraction(call.out.numel, x.shape[-1], bias=bias is not None)
 
 
-@register(aten.einsum)
+@register(aten.einsum, work="lone letters summed (numel), then 2*out*K per pairwise contraction left to right",
+          depth="sum over the pairwise chain of 1 + ceil(log2 K) (+ ceil(log2) of pre-summed letters)")
 def einsum(call: OpCall) -> Cost:
     """As at::einsum computes it (without opt_einsum): letters only one operand has and the output lacks are
     summed out first (tree reduce, no FLOPs; a lone operand is just that sum, or a free view); then pairwise

@@ -35,14 +35,16 @@ def _affine_steps(call: OpCall) -> int:
     return int(call.arg("weight") is not None) + int(call.arg("bias") is not None)
 
 
-@register(aten.layer_norm, aten.native_layer_norm)
+@register(aten.layer_norm, aten.native_layer_norm,
+          work="5 numel + 4 rows (+ numel per affine step)", depth="2 ceil(log2 k) + 7 (+1 per affine step)")
 def layer_norm(call: OpCall) -> Cost:
     x = call.args[0]
     k = numel(x.shape[x.ndim - len(call.arg("normalized_shape")):])
     return standardize(x, k, _affine_steps(call))
 
 
-@register(aten.rms_norm, aten._fused_rms_norm)
+@register(aten.rms_norm, aten._fused_rms_norm,
+          work="3 numel + 3 rows (+ numel with weight)", depth="ceil(log2 k) + 5 (+1 with weight)")
 def rms_norm(call: OpCall) -> Cost:
     """square, sum tree, divide, add eps, rsqrt, multiply (+ weight): work 3 numel + 3 rows, depth ceil(log2 k) + 5."""
     x = call.args[0]
@@ -55,7 +57,9 @@ def rms_norm(call: OpCall) -> Cost:
     return cost
 
 
-@register(aten.group_norm, aten.native_group_norm)
+@register(aten.group_norm, aten.native_group_norm,
+          work="5 numel + 4 rows (+ numel per affine step), k = C/groups * H*W",
+          depth="2 ceil(log2 k) + 7 (+1 per affine step)")
 def group_norm(call: OpCall) -> Cost:
     x = call.args[0]
     groups = call.arg("num_groups", call.arg("group"))
@@ -63,7 +67,8 @@ def group_norm(call: OpCall) -> Cost:
     return standardize(x, k, _affine_steps(call))
 
 
-@register(aten.instance_norm)
+@register(aten.instance_norm, work="5 numel + 4 rows (+ numel per affine step), k = H*W",
+          depth="2 ceil(log2 k) + 7 (+1 per affine step)")
 def instance_norm(call: OpCall) -> Cost:
     x = call.args[0]
     return standardize(x, numel(x.shape[2:]), _affine_steps(call))
@@ -71,7 +76,9 @@ def instance_norm(call: OpCall) -> Cost:
 
 @register(aten.batch_norm, aten.native_batch_norm, aten._native_batch_norm_legit,
           aten._native_batch_norm_legit_no_training, aten._native_batch_norm_legit_functional,
-          aten.cudnn_batch_norm, aten.miopen_batch_norm)
+          aten.cudnn_batch_norm, aten.miopen_batch_norm,
+          work="training: as layer norm with k = N*H*W per channel; eval: 2 numel + 5 C",
+          depth="training: 2 ceil(log2 k) + 7 (+ affine); eval: 6")
 def batch_norm(call: OpCall) -> Cost:
     """Training: statistics per channel over the other N*H*W values, as standardize. Eval: the running stats fold
     into a per-channel scale and shift (add eps, rsqrt, times weight; mean times scale, subtract from bias:

@@ -28,12 +28,14 @@ def window_reduce(out_numel, window, average: bool) -> Cost:
 
 
 @register(aten.max_pool1d, aten.max_pool2d, aten.max_pool3d, aten.max_pool2d_with_indices,
-          aten.max_pool3d_with_indices, aten.max_pool1d_with_indices)
+          aten.max_pool3d_with_indices, aten.max_pool1d_with_indices,
+          work="numel(out) * w, w = prod(kernel)", depth="ceil(log2 w)")
 def max_pool(call: OpCall) -> Cost:
     return window_reduce(call.out.numel, numel(_kernel(call)), average=False)
 
 
-@register(aten.avg_pool1d, aten.avg_pool2d, aten.avg_pool3d)
+@register(aten.avg_pool1d, aten.avg_pool2d, aten.avg_pool3d,
+          work="numel(out) * w + numel(out), w = prod(kernel)", depth="ceil(log2 w) + 1")
 def avg_pool(call: OpCall) -> Cost:
     return window_reduce(call.out.numel, numel(_kernel(call)), average=True)
 
@@ -67,12 +69,15 @@ def adaptive_reduce(call: OpCall, average: bool) -> Cost:
 
 
 @register(aten.adaptive_avg_pool1d, aten.adaptive_avg_pool2d, aten.adaptive_avg_pool3d, aten._adaptive_avg_pool2d,
-          aten._adaptive_avg_pool3d)
+          aten._adaptive_avg_pool3d,
+          work="rows * prod(sum of window lengths per dim) + numel(out); window ceil(in/out), all of in when out = 1",
+          depth="ceil(log2(prod(max window per dim))) + 1")
 def adaptive_avg_pool(call: OpCall) -> Cost:
     return adaptive_reduce(call, average=True)
 
 
-@register(aten.adaptive_max_pool1d, aten.adaptive_max_pool2d, aten.adaptive_max_pool3d)
+@register(aten.adaptive_max_pool1d, aten.adaptive_max_pool2d, aten.adaptive_max_pool3d,
+          work="rows * prod(sum of window lengths per dim)", depth="ceil(log2(prod(max window per dim)))")
 def adaptive_max_pool(call: OpCall) -> Cost:
     return adaptive_reduce(call, average=False)
 

@@ -34,7 +34,9 @@ def _dims(call: OpCall):
 
 
 @register(aten.sum, aten.prod, aten.amax, aten.amin, aten.any, aten.all, aten.argmax, aten.argmin,
-          aten.max, aten.min, aten.nansum, aten.count_nonzero, aten.aminmax)
+          aten.max, aten.min, aten.nansum, aten.count_nonzero, aten.aminmax,
+          work="numel(in) (max/min of two tensors: numel(out))",
+          depth="ceil(log2 k), k = reduced elements per output (two tensors: 1)")
 def reduce(call: OpCall) -> Cost:
     x = call.args[0]
     if len(call.args) > 1 and isinstance(call.args[1], TensorMeta):
@@ -43,14 +45,15 @@ def reduce(call: OpCall) -> Cost:
     return tree_reduce(x, reduced_size(x, _dims(call)))
 
 
-@register(aten.mean, aten.nanmean)
+@register(aten.mean, aten.nanmean, work="numel(in) + numel(out)", depth="ceil(log2 k) + 1")
 def mean(call: OpCall) -> Cost:
     """Sum tree, then one division per output."""
     x = call.args[0]
     return tree_reduce(x, reduced_size(x, _dims(call))) + Cost(call.out.numel, 1)
 
 
-@register(aten.var, aten.std, aten.var_mean, aten.std_mean)
+@register(aten.var, aten.std, aten.var_mean, aten.std_mean,
+          work="4 numel(in) + 2 rows (+ rows for std)", depth="2 ceil(log2 k) + 4 (+1 for std)")
 def variance(call: OpCall) -> Cost:
     """mean (tree + divide), subtract, square, sum tree, divide (+ sqrt for std)."""
     x = call.args[0]
@@ -62,7 +65,8 @@ def variance(call: OpCall) -> Cost:
     return cost
 
 
-@register(aten.norm, aten.linalg_vector_norm, aten.frobenius_norm)
+@register(aten.norm, aten.linalg_vector_norm, aten.frobenius_norm,
+          work="2 numel(in) + numel(out)", depth="ceil(log2 k) + 2")
 def vector_norm(call: OpCall) -> Cost:
     """|x|^p elementwise, sum tree, root."""
     x = call.args[0]
@@ -82,19 +86,20 @@ def softmax_cost(x: TensorMeta, k, log: bool = False) -> Cost:
     return cost + Cost(n, 1)
 
 
-@register(aten._softmax, aten.softmax, aten.special_softmax)
+@register(aten._softmax, aten.softmax, aten.special_softmax, work="5 numel", depth="2 ceil(log2 k) + 3")
 def softmax(call: OpCall) -> Cost:
     x = call.args[0]
     return softmax_cost(x, x.size(call.arg("dim")))
 
 
-@register(aten._log_softmax, aten.log_softmax, aten.special_log_softmax)
+@register(aten._log_softmax, aten.log_softmax, aten.special_log_softmax,
+          work="5 numel + rows", depth="2 ceil(log2 k) + 4")
 def log_softmax(call: OpCall) -> Cost:
     x = call.args[0]
     return softmax_cost(x, x.size(call.arg("dim")), log=True)
 
 
-@register(aten.logsumexp)
+@register(aten.logsumexp, work="4 numel(in) + 2 rows", depth="2 ceil(log2 k) + 4")
 def logsumexp(call: OpCall) -> Cost:
     """max tree, subtract, exp, sum tree, log, add back the max."""
     x = call.args[0]
@@ -108,7 +113,8 @@ def scan_cost(x: TensorMeta, k) -> Cost:
     return Cost(2 * x.numel, 2 * clog2(k))
 
 
-@register(aten.cumsum, aten.cumprod, aten.cummax, aten.cummin, aten.logcumsumexp)
+@register(aten.cumsum, aten.cumprod, aten.cummax, aten.cummin, aten.logcumsumexp,
+          work="2 numel", depth="2 ceil(log2 k), k = scanned length")
 def scan(call: OpCall) -> Cost:
     x = call.args[0]
     return scan_cost(x, x.size(call.arg("dim")))

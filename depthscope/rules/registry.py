@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import operator
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -146,6 +147,33 @@ def register(*ops, work: str | None = None, depth: str | None = None) -> Callabl
     return decorator
 
 
+USER_RULES: set = set()
+
+
+def rule(*ops, work: str | None = None, depth: str | None = None) -> Callable[[Rule], Rule]:
+    """Register a user's cost rule for ops (ATen, custom_op definitions, or names like "mylib::op").
+
+    The rule takes an OpCall and returns a Cost (or a (work, depth) pair). Registering an op that already has
+    a rule is an error; to replace a rule for one analysis, pass `rules={op: fn}` to `depthscope.analyze`.
+    """
+
+    def decorator(fn: Rule) -> Rule:
+        register(*ops, work=work or f"custom: {fn.__name__}", depth=depth or f"custom: {fn.__name__}")(fn)
+        USER_RULES.add(fn)
+        return fn
+
+    return decorator
+
+
+def as_cost(value) -> Cost:
+    """A rule's result as a Cost: a Cost, or a (work, depth) or (work, depth, flops) tuple."""
+    if isinstance(value, Cost):
+        return value
+    if isinstance(value, tuple) and len(value) in (2, 3):
+        return Cost(*value)
+    raise TypeError(f"a cost rule must return a Cost or a (work, depth) tuple, got {type(value).__name__}")
+
+
 def describe(rule: Rule) -> tuple[str, str]:
     """(work, depth) in words for a rule; a rule without a description shows its docstring's first line."""
     hit = DESCRIPTIONS.get(rule)
@@ -193,6 +221,19 @@ def lookup(op, overrides: dict | None = None) -> Rule | None:
     return None
 
 
+def op_name(target) -> str:
+    """aten.mm.default, higher_order.cond, operator.getitem: the name reports use for an op."""
+    if isinstance(target, torch._ops.OpOverload):
+        return str(target)
+    if isinstance(target, torch._ops.HigherOrderOperator):
+        return f"higher_order.{target.name()}"
+    name = getattr(target, "__name__", repr(target))
+    module = getattr(target, "__module__", None) or ""
+    if module == "_operator" or (not module and vars(operator).get(name) is target):
+        module = "operator"
+    return f"{module}.{name}" if module else name
+
+
 def aten_overloads(tag=None) -> list:
     """Every ATen overload torch registers (optionally only those with `tag`), in name order."""
     found = []
@@ -215,4 +256,4 @@ def modeled_ops() -> list[tuple[Any, Rule]]:
     for op in aten_overloads(torch.Tag.pointwise):
         if op not in table:
             table[op] = lookup(op)
-    return sorted(table.items(), key=lambda item: str(item[0]))
+    return sorted(table.items(), key=lambda item: op_name(item[0]))

@@ -21,6 +21,9 @@ register_free(
     aten._assert_tensor_metadata, aten._assert_scalar, aten.sym_constrain_range,
     aten.sym_constrain_range_for_size, aten._assert_async, aten.size, aten.stride, aten.dim, aten.numel,
     aten.is_contiguous, aten.item, aten._local_scalar_dense,
+    # metadata only: contiguity queries, resizing storage (resize_ allocates, computes nothing), broadcasting views
+    aten.sym_is_contiguous, aten.resize_, aten.broadcast_tensors, aten.broadcast_to, aten.meshgrid,
+    aten.unsafe_split, aten.unsafe_chunk, aten.unsafe_split_with_sizes,
 )
 
 # Python builtins on tuples and SymInts: selecting an output, or shape arithmetic, never tensor work.
