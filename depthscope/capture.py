@@ -86,40 +86,66 @@ def load_model_file(path: str) -> ModelSpec:
     return spec_from_namespace(vars(module), path)
 
 
-def spec_from_namespace(ns: dict, path: str) -> ModelSpec:
-    """Build a ModelSpec from a model file's globals."""
+def spec_from_namespace(ns: dict, path: str, hyper: dict | None = None) -> ModelSpec:
+    """Build a ModelSpec from a model file's globals; `hyper` sets the factories' integer keyword parameters."""
     if "model" not in ns:
         raise InputError(
             f"{path}: defines no `model`; a model file defines `model` (an nn.Module or a function returning one) "
             "and `example_inputs` (a tuple, or a function returning one), optionally `example_kwargs` and "
             "`dynamic_shapes`"
         )
-    model = _call_if_factory(ns["model"], "model", path)
+    hyper = hyper or {}
+    model = _call_if_factory(ns["model"], "model", path, hyper)
     if not isinstance(model, torch.nn.Module):
         raise InputError(f"{path}: `model` is a {type(model).__name__}, expected an nn.Module or a function returning one")
     if "example_inputs" not in ns:
         raise InputError(f"{path}: defines no `example_inputs` (a tuple of example positional arguments, or a function returning one)")
-    inputs = _call_if_factory(ns["example_inputs"], "example_inputs", path)
+    inputs = _call_if_factory(ns["example_inputs"], "example_inputs", path, hyper)
     if isinstance(inputs, torch.Tensor):
         inputs = (inputs,)
     if isinstance(inputs, list):
         inputs = tuple(inputs)
     if not isinstance(inputs, tuple):
         raise InputError(f"{path}: `example_inputs` is a {type(inputs).__name__}, expected a tuple of positional arguments")
-    kwargs = _call_if_factory(ns.get("example_kwargs") or {}, "example_kwargs", path)
+    kwargs = _call_if_factory(ns.get("example_kwargs") or {}, "example_kwargs", path, hyper)
     if not isinstance(kwargs, dict):
         raise InputError(f"{path}: `example_kwargs` is a {type(kwargs).__name__}, expected a dict")
     loss = ns.get("loss")
     if loss is not None and not callable(loss):
         raise InputError(f"{path}: `loss` is a {type(loss).__name__}, expected a function of the model's output")
     name = os.path.splitext(os.path.basename(path))[0]
-    return ModelSpec(model, inputs, kwargs, ns.get("dynamic_shapes"), name=name, source=path, namespace=ns, loss=loss)
+    dynamic = ns.get("dynamic_shapes")
+    if callable(dynamic):
+        dynamic = _call_if_factory(dynamic, "dynamic_shapes", path, hyper)
+    return ModelSpec(model, inputs, kwargs, dynamic, name=name, source=path, namespace=ns, loss=loss)
 
 
-def _call_if_factory(value, what: str, path: str):
+def hyperparameters(factory) -> dict[str, int]:
+    """The integer keyword parameters (with integer defaults) of a model factory or module class."""
+    if not callable(factory) or isinstance(factory, torch.nn.Module):
+        return {}
+    try:
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        return {}
+    return {name: p.default for name, p in params.items()
+            if isinstance(p.default, int) and not isinstance(p.default, bool)}
+
+
+def _accepted(fn, hyper: dict) -> dict:
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return {}
+    if any(p.kind == inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return dict(hyper)
+    return {k: v for k, v in hyper.items() if k in params}
+
+
+def _call_if_factory(value, what: str, path: str, hyper: dict | None = None):
     if callable(value) and not isinstance(value, torch.nn.Module):
         try:
-            return value()
+            return value(**_accepted(value, hyper or {}))
         except Exception as exc:  # noqa: BLE001
             raise InputError(f"{_user_location(exc, os.path.abspath(path), path)}: calling `{what}()` raised {type(exc).__name__}: {exc}") from exc
     return value

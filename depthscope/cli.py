@@ -38,16 +38,18 @@ def cli():
 @click.option("--engine", type=click.Choice(["auto", "symbolic", "fitted"]), default="auto", show_default=True,
               help="symbolic: one symbolic export; fitted: exact counts at a sweep of sizes, fitted; "
                    "auto: symbolic, else fitted.")
+@click.option("--symbolic", "symbolic", multiple=True, metavar="NAME",
+              help="Make this integer keyword parameter of the model factory a symbol (repeatable).")
 @click.option("--strict", is_flag=True, help="Exit 1 if any op has no cost rule.")
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
-def analyze(path, fmt, at, train, engine, strict, debug):
+def analyze(path, fmt, at, train, engine, symbolic, strict, debug):
     """Analyze the model file PATH: exact work, depth and parallelism, their big-O, and the critical path."""
     from .api import analyze_file
     from .report import render
     from .report.table import unmodeled_warning
 
     sizes = parse_at(at)
-    report = analyze_file(path, train=train, engine=engine,
+    report = analyze_file(path, train=train, engine=engine, symbolic=symbolic or None,
                           on_fallback=lambda reason: click.echo(f"depthscope: {reason}", err=True))
     if sizes:
         report.evaluate(**sizes)  # validates names and ranges before rendering

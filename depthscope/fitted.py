@@ -36,9 +36,11 @@ class FitInfo:
     heldout: list[dict[str, int]] = field(default_factory=list)
     heldout_passed: bool = True
     seconds: float = 0.0
+    fitted_in: list[str] = field(default_factory=list)  # the symbols whose dependence was fitted
 
     def to_dict(self) -> dict:
-        return {"sizes": self.sizes, "heldout": self.heldout, "heldout_passed": self.heldout_passed}
+        return {"fitted_in": self.fitted_in, "sizes": self.sizes, "heldout": self.heldout,
+                "heldout_passed": self.heldout_passed}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -290,7 +292,7 @@ def analyze_fitted(spec: ModelSpec, train: bool = False, rules=None, points: int
     if not symbols:
         report = sweep.at({})
         report.engine = "fitted"
-        report.fit = FitInfo([{}], [], True, time.perf_counter() - start)
+        report.fit = FitInfo([{}], [], True, time.perf_counter() - start, fitted_in=[])
         return report
     ladders = {name: _ladder(info, points + 1) for name, info in symbols.items()}
     for name, ladder in ladders.items():
@@ -347,7 +349,7 @@ def analyze_fitted(spec: ModelSpec, train: bool = False, rules=None, points: int
     report.symbols = symbols
     report.work, report.depth, report.flops = exprs["work"], exprs["depth"], exprs["flops"]
     report.fit = FitInfo(sorted(used.values(), key=lambda s: tuple(s.values())), heldout, passed,
-                         time.perf_counter() - start)
+                         time.perf_counter() - start, fitted_in=sorted(symbols))
     report.breakdown_at = largest
     if not passed:
         print("depthscope: warning: the fitted formulas do not reproduce the held-out sizes "

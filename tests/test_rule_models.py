@@ -234,7 +234,8 @@ def test_grid_sample_bilinear():
 
 
 def _lstm_depth(T: int, layers: int) -> int:
-    # step: contractions over I = 10 or H = 16 (1 + 4 = 5), four-term gate sum (2), gate math (1 + 2 + 2)
+    # a cell: contraction over I = 10 or H = 16 (1 + 4 = 5), four-term gate sum (2), gate math (1 + 2 + 2);
+    # entries and recurrent steps cost the same here (lg 10 = lg 16): a wavefront of T + layers - 1 cells
     step = 5 + 2 + 5
     return 1 + (T + layers - 1) * step  # + the zeros initialising h0 / c0
 
@@ -251,11 +252,12 @@ def test_lstm_depth_is_linear_in_T(T):
 
 def test_gru_and_rnn_cells_and_sequences():
     gru = analyze(nn.GRU(8, 16), (torch.randn(5, 3, 8),), None)
-    # GRU step: contractions max(1 + 3, 1 + 4) + bias 1, then r/z (2), n (3), h' (3) -> 14; T = 5 steps; + zeros
-    assert gru.evaluate()["depth"] == 1 + 5 * 14
+    # GRU: entering costs 1 + lg 8 + bias 1 + r/z (2), n (3), h' (2) = 12, a step along time 1 + lg 16 + 8 = 13;
+    # the first cell waits for both (13), then 4 more steps; + the zeros of h0
+    assert gru.evaluate()["depth"] == 1 + 13 + 4 * 13
     cell = analyze(nn.LSTMCell(10, 16), (torch.randn(3, 10),), None)
     assert cell.evaluate()["depth"] == 1 + 12
     rnn = analyze(nn.RNN(10, 16, bidirectional=True, num_layers=2), (torch.randn(6, 3, 10),), None)
-    # bidirectional: each layer waits for the whole reverse pass: 6 steps of layer 1 (I = 10: 5 + 2 + 1), then
-    # 6 steps of layer 2 (its input is both directions, I = 32: 6 + 2 + 1)
-    assert rnn.evaluate()["depth"] == 1 + 6 * 8 + 6 * 9
+    # bidirectional: each layer waits for the whole reverse pass: layer 1 (I = 10, H = 16: every cell 5 + 2 + 1),
+    # 6 steps; layer 2's first cell waits for its input over I = 32 (6 + 2 + 1), then 5 steps of 8
+    assert rnn.evaluate()["depth"] == 1 + 6 * 8 + 9 + 5 * 8

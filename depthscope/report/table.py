@@ -34,21 +34,22 @@ def sections(report, at: dict[str, int] | None, tablefmt: str) -> list[tuple[str
     mode = ", training step (forward + backward)" if report.mode == "train" else ""
     if report.fit is not None:
         check = "passed" if report.fit.heldout_passed else "FAILED"
-        mode += (f"; formulas fitted over {len(report.fit.sizes)} sizes (exact at powers of two), "
+        fitted_in = ", ".join(report.fit.fitted_in) or "nothing"
+        mode += (f"; fitted in {fitted_in} over {len(report.fit.sizes)} points (exact at powers of two), "
                  f"held-out check {check}")
     out.append((f"{report.model}: {report.node_count} nodes, engine {report.engine}{mode}", tabulate(rows, summary_head, tablefmt=tablefmt)))
 
     if report.breakdown_at is not None:
-        # fitted engine: the breakdowns are those of one analysed size
-        sizes = dict(report.breakdown_at)
-        label = f"{sizes_label(sizes)}, an analysed size"
+        # fitted symbols: the breakdowns are those of one analysed build or size
+        sizes = dict(sizes, **report.breakdown_at)
+        label = f"{sizes_label(sizes)}; breakdowns of the analysed {sizes_label(report.breakdown_at)}"
     total_work = value_at(report.work, report, sizes) or 0.0
     total_depth = value_at(report.depth, report, sizes) or 0.0
     mod_rows = []
     for m in sorted(top_level_modules(report), key=lambda m: -value_at(m.work, report, sizes)):
         w = value_at(m.work, report, sizes)
         d = value_at(m.depth, report, sizes)
-        work_col = human(w) if report.breakdown_at is not None else f"O({fmt(big_o(m.work))})"
+        work_col = f"O({fmt(big_o(m.work))})" if m.work.free_symbols else human(w)
         mod_rows.append([m.path or "(root)", m.type, work_col, share(w, total_work), share(d, total_depth)])
     out.append((f"modules (shares at {label})", tabulate(mod_rows, ["module", "type", "work", "work share", "depth share"], tablefmt=tablefmt)))
 

@@ -152,7 +152,7 @@ def standardize_backward(n, k, stat_rows_k, weight: bool, mask) -> Cost:
           work="xhat 2N (+ N grad*w) + grad x 8N + rows + grad w 2N + grad b N (by output_mask), N = numel",
           depth="2 + max(5 + ceil(log2 k), 1 + ceil(log2 rows))")
 def layer_norm_backward(call: OpCall) -> Cost:
-    grad, x = call.args[0], call.args[1]
+    x = call.args[1]
     k = numel(call.arg("normalized_shape"))
     rows = sympy.cancel(x.numel / k)
     return standardize_backward(x.numel, k, rows, isinstance(call.arg("weight"), TensorMeta), _mask(call, 3))
@@ -196,12 +196,12 @@ def batch_norm_backward(call: OpCall) -> Cost:
 
 
 @register(aten._fused_rms_norm_backward,
-          work="grad x: 6N + rows; grad w: 2N (by output_mask)", depth="max(2 + ceil(log2 k) + 3, 2 + ceil(log2 rows))")
+          work="grad x: 6N + rows; grad w: 2N (by output_mask)", depth="max(2 + ceil(log2 k) + 4, 2 + ceil(log2 rows))")
 def rms_norm_backward(call: OpCall) -> Cost:
     """y = x * rstd * w: g = grad * w (1); grad x = rstd (g - x * rstd^2 * mean(g x)): g x (1), sum tree, then
     scale by rstd^3 / k per row, multiply by x, subtract, multiply by rstd (depth 3 + 1); grad w = sum over rows of
     grad * x * rstd."""
-    grad, x = call.args[0], call.args[1]
+    x = call.args[1]
     k = numel(call.arg("normalized_shape"))
     n = x.numel
     rows = sympy.cancel(n / k)
@@ -301,7 +301,8 @@ def avg_pool_backward(call: OpCall) -> Cost:
 
 def _adaptive_backward_shape(call: OpCall):
     grad, x = call.args[0], call.args[1]
-    out_size = grad.shape[2:] if grad.ndim > 2 else grad.shape[1:]
+    spatial = 3 if "3d" in str(call.op) else 2
+    out_size = grad.shape[grad.ndim - spatial:]
     spatial_in = x.shape[x.ndim - len(out_size):]
     rows = numel(x.shape[: x.ndim - len(out_size)])
     sums, overlap = [], ONE

@@ -4,10 +4,10 @@ One step of a cell computes its gates as two contractions in parallel (input x W
 H; each 2 * B * gates * K FLOPs, depth 1 + ceil(log2 K)), adds them with the biases, then runs the elementwise gate
 math. A sequence op (aten.lstm.input, ...) has a static trip count T (the sequence length of its input): work is
 T * step work summed over layers and directions (the two directions run in parallel). Depth follows the DAG:
-a unidirectional stack is a wavefront, layer l+1 takes step t as soon as layer l has produced it, so the critical
-path is T steps of the slowest layer plus one step of each other (T + L - 1 steps for equal layers); a
-bidirectional layer's output at t needs the reverse pass from T back to t, so each layer waits for the whole
-previous one: T steps per layer.
+a step along time waits only for h W_hh^T (x W_ih^T is computed ahead), a unidirectional stack is a wavefront,
+layer l+1 takes step t as soon as layer l has produced it, so the critical path is T - 1 recurrent steps of the
+slowest layer plus one entry into each layer (T + L - 1 steps for equal layers); a bidirectional layer's output
+at t needs the reverse pass from T back to t, so each layer waits for the whole previous one: T steps per layer.
 """
 
 from __future__ import annotations
@@ -31,25 +31,33 @@ def _sum_terms(out_numel, terms: int) -> Cost:
     return Cost((terms - 1) * out_numel, clog2(terms))
 
 
-def cell_cost(kind: str, batch, in_size, hidden, biases: bool, proj=None) -> Cost:
+def cell_cost(kind: str, batch, in_size, hidden, biases: bool, proj=None, ready: str = "both") -> Cost:
     """One step of one cell over `batch` rows.
 
-    lstm: gates [B, 4H] = x W_ih^T + h W_hh^T (+ b_ih + b_hh); i, f, o = sigmoid, g = tanh (4BH, depth 1);
-          c' = f c + i g (3BH, depth 2); h' = o tanh(c') (2BH, depth 2) [; h' W_hr^T with a projection].
+    lstm: gates [B, 4H] = x W_ih^T + h W_hh^T (+ b_ih + b_hh) (a sum tree of 2 or 4 terms); i, f, o = sigmoid,
+          g = tanh (4BH, depth 1); c' = f c + i g (3BH, depth 2); h' = o tanh(c') (2BH, depth 2)
+          [; h' W_hr^T with a projection].
     gru:  gi = x W_ih^T (+ b_ih), gh = h W_hh^T (+ b_hh), in parallel; r, z = sigmoid(gi + gh) (4BH, depth 2);
-          n = tanh(gi_n + r gh_n) (3BH, depth 3); h' = n + z (h - n) (3BH, depth 3).
-    rnn:  act(x W_ih^T + h W_hh^T (+ b_ih + b_hh)) (BH, depth 1).
+          n = tanh(gi_n + r gh_n) (3BH, depth 3); h' = (1 - z) n + z h (4BH, depth 2 after n).
+    rnn:  act(x W_ih^T + h W_hh^T (+ b_ih + b_hh)) (a sum tree, then BH at depth 1).
+
+    `ready` says which operand arrives last: "both" (depth counts both contractions), "input" (the hidden
+    contraction was done earlier: only x W_ih^T is on the path) or "hidden" (only h W_hh^T is).
     """
     h_in = proj if proj is not None else hidden  # the recurrent state's width (LSTM projection)
     gates = batch * _GATES[kind] * hidden
     bh = batch * hidden
     x_part = contraction(gates, in_size)
     h_part = contraction(gates, h_in)
+    if ready == "input":
+        h_part = Cost(h_part.work, 0, h_part.flops)
+    elif ready == "hidden":
+        x_part = Cost(x_part.work, 0, x_part.flops)
     if kind == "gru":
         if biases:
             x_part = x_part + Cost(gates, 1)
             h_part = h_part + Cost(gates, 1)
-        return (x_part | h_part) + Cost(4 * bh, 2) + Cost(3 * bh, 3) + Cost(3 * bh, 3)
+        return (x_part | h_part) + Cost(4 * bh, 2) + Cost(3 * bh, 3) + Cost(4 * bh, 2)
     pre = (x_part | h_part) + _sum_terms(gates, 4 if biases else 2)
     if kind == "rnn":
         return pre + Cost(bh, 1)
@@ -70,8 +78,8 @@ def _kind(op) -> str:
 
 @register(aten.lstm_cell, aten.gru_cell, aten.rnn_tanh_cell, aten.rnn_relu_cell,
           work="2*B*G*H*(I + H) (gate contractions, G = 4 lstm, 3 gru, 1 rnn) + biases + gate math "
-               "(lstm 9BH, gru 10BH, rnn BH)",
-          depth="1 + ceil(log2 max(I, H)) + bias adds + gate math (lstm 5, gru 8 (+1 bias), rnn 1)")
+               "(lstm 9BH, gru 11BH, rnn BH)",
+          depth="1 + ceil(log2 max(I, H)) + bias adds + gate math (lstm 5, gru 7 (+1 bias), rnn 1)")
 def cell(call: OpCall) -> Cost:
     x, w_ih, w_hh = call.args[0], call.args[2], call.args[3]
     batch = x.shape[0] if x.ndim == 2 else ONE
@@ -83,41 +91,52 @@ def cell(call: OpCall) -> Cost:
 
 def sequence_cost(kind: str, steps, rows_per_step, params: list, has_biases: bool, layers: int, directions: int,
                   dropout: bool) -> Cost:
-    """A stack of `layers` recurrences over `steps` time steps (see the module docstring for the depth)."""
+    """A stack of `layers` recurrences over `steps` time steps.
+
+    Depth follows the DAG of cells: a cell's input projection x W_ih^T does not wait for the previous step, so
+    moving along time costs D_l (the cell with only h W_hh^T on the path) and entering layer l from below costs V_l
+    (only x W_ih^T on the path; + 2 for dropout between layers). Unidirectional (a wavefront):
+    max(V_0, D_0) + sum_{l>0} V_l + (T - 1) * max_l D_l. Bidirectional: a layer's every output needs the whole
+    reverse pass, so layers serialise: sum_l (max(V_l, D_l) + (T - 1) D_l).
+    """
     units = layers * directions
     stride = len(params) // units
     has_proj = stride in (3, 5)
     work = sympy.S.Zero
     flops = sympy.S.Zero
-    layer_depths = []
+    enter, recur = [], []
     for layer in range(layers):
-        depth_l = sympy.S.Zero
+        v_l, d_l = [], []
         for direction in range(directions):
             group = params[(layer * directions + direction) * stride:][:stride]
             w_ih, w_hh = group[0], group[1]
             proj = group[-1].shape[0] if has_proj else None
             hidden = w_hh.shape[1] if not has_proj else group[-1].shape[1]
-            step = cell_cost(kind, rows_per_step, w_ih.shape[1], hidden, has_biases, proj)
+            args = (kind, rows_per_step, w_ih.shape[1], hidden, has_biases, proj)
+            step = cell_cost(*args)
             work += steps * step.work
             flops += steps * step.flops
-            depth_l = step.depth if direction == 0 else sympy.Max(depth_l, step.depth)
+            v_l.append(cell_cost(*args, ready="input").depth)
+            d_l.append(cell_cost(*args, ready="hidden").depth)
+        v, d = sympy.Max(*v_l), sympy.Max(*d_l)
         if dropout and layer > 0:
             # dropout on the previous layer's output (mask draw, multiply) before this layer's input projection
             width = params[(layer * directions) * stride].shape[1]
             work += 2 * steps * rows_per_step * width
-            depth_l = depth_l + 2
-        layer_depths.append(depth_l)
+            v = v + 2
+        enter.append(v)
+        recur.append(d)
     if directions == 2:
-        depth = steps * sympy.Add(*layer_depths)
+        depth = sympy.Add(*[sympy.Max(v, d) + (steps - 1) * d for v, d in zip(enter, recur)])
     else:
-        depth = sympy.Add(*layer_depths) + (steps - 1) * sympy.Max(*layer_depths)
+        depth = sympy.Max(enter[0], recur[0]) + sympy.Add(*enter[1:]) + (steps - 1) * sympy.Max(*recur)
     return Cost(work, depth, flops)
 
 
 @register(aten.lstm, aten.gru, aten.rnn_tanh, aten.rnn_relu,
           work="T * step work * layers * directions (step as the cell, rows B; packed .data: tokens rows)",
-          depth="unidirectional: sum of layer step depths + (T - 1) * slowest step; bidirectional: T * sum of "
-                "layer step depths; step = 1 + ceil(log2 max(I, H)) + bias adds + gate math")
+          depth="unidirectional: max(V_0, D_0) + sum_{l>0} V_l + (T - 1) * max_l D_l; bidirectional: sum_l "
+                "(max(V_l, D_l) + (T - 1) D_l); D = 1 + ceil(log2 H) + bias adds + gate math, V: ceil(log2 I)")
 def recurrence(call: OpCall) -> Cost:
     kind = _kind(call.op)
     packed = str(call.op).endswith(".data")

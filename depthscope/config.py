@@ -1,0 +1,216 @@
+"""`[tool.depthscope]` in pyproject.toml: the models `depthscope check` checks, and command-line defaults.
+
+    [tool.depthscope]
+    engine = "auto"                    # default engine for every command (auto, symbolic, fitted)
+    lock = "depthscope.lock.json"      # baseline file, relative to pyproject.toml
+    cache-dir = ".depthscope_cache"    # analysis cache, relative to pyproject.toml
+    cache = true                       # false: always re-analyze
+
+    [[tool.depthscope.check]]
+    path = "models/tagger.py"          # a model file, relative to pyproject.toml
+    work = "b*n**2*d"                  # optional big-O budget for the work
+    depth = "log(n)"                   # optional big-O budget for the parallel depth
+    symbolic = true                    # optional: require the symbolic engine (no fitted fallback)
+    engine = "auto"                    # optional: this model's engine (symbolic = true means "symbolic")
+    train = false                      # optional: check a training step (forward and backward)
+
+Every problem found here is an InputError (exit 2) naming the file, the entry and the key.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from .budget import BudgetError, Class, parse_budget
+from .errors import InputError
+
+try:  # Python 3.11+
+    import tomllib
+except ModuleNotFoundError:  # pragma: no cover - Python 3.10
+    try:
+        import tomli as tomllib  # type: ignore[no-redef]
+    except ModuleNotFoundError:
+        tomllib = None  # type: ignore[assignment]
+
+ENGINES = ("auto", "symbolic", "fitted")
+ENTRY_KEYS = ("path", "work", "depth", "symbolic", "engine", "train")
+METRICS = ("work", "depth")
+DEFAULTS = {"engine": "auto", "lock": "depthscope.lock.json", "cache-dir": ".depthscope_cache", "cache": True}
+
+
+@dataclass
+class CheckEntry:
+    """One model to check: its path (as written, relative to the project root) and its budgets."""
+
+    path: str
+    abspath: str
+    budgets: dict[str, Class] = field(default_factory=dict)  # metric -> class
+    budget_text: dict[str, str] = field(default_factory=dict)
+    engine: str | None = None  # None: the command line's --engine, else [tool.depthscope] engine
+    train: bool = False
+    configured: bool = True  # False: named on the command line only (checked against the lock)
+
+    @property
+    def key(self) -> str:
+        """The model's name in the lock file and in messages: its path relative to the root, with '/'."""
+        return self.path
+
+
+@dataclass
+class Config:
+    root: str  # the directory holding pyproject.toml (or the current directory without one)
+    pyproject: str | None
+    entries: list[CheckEntry]
+    settings: dict  # [tool.depthscope] values for engine, lock, cache-dir, cache (defaults filled in)
+
+    def resolve(self, path: str) -> str:
+        return os.path.normpath(os.path.join(self.root, path))
+
+    def display_path(self, abspath: str) -> str:
+        """abspath relative to the root when inside it (with '/'), else as given."""
+        rel = os.path.relpath(abspath, self.root)
+        if rel.startswith(os.pardir + os.sep) or rel == os.pardir or os.path.isabs(rel):
+            return abspath
+        return rel.replace(os.sep, "/")
+
+
+def find_pyproject(start: str | None = None) -> str | None:
+    """The nearest pyproject.toml in `start` (default: the current directory) or above it."""
+    d = os.path.abspath(start or os.getcwd())
+    while True:
+        candidate = os.path.join(d, "pyproject.toml")
+        if os.path.isfile(candidate):
+            return candidate
+        parent = os.path.dirname(d)
+        if parent == d:
+            return None
+        d = parent
+
+
+def read_tool_section(pyproject: str) -> dict:
+    """The [tool.depthscope] table of a pyproject.toml ({} when absent)."""
+    if tomllib is None:  # pragma: no cover - Python 3.10 without tomli
+        raise InputError("reading pyproject.toml needs Python 3.11 or the tomli package (pip install tomli)")
+    try:
+        with open(pyproject, "rb") as f:
+            data = tomllib.load(f)
+    except OSError as exc:
+        raise InputError(f"{pyproject}: cannot read: {exc.strerror or exc}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise InputError(f"{pyproject}: invalid TOML: {exc}") from exc
+    tool = data.get("tool", {})
+    section = tool.get("depthscope", {}) if isinstance(tool, dict) else {}
+    if not isinstance(section, dict):
+        raise InputError(f"{pyproject}: [tool.depthscope] must be a table")
+    return section
+
+
+def load_config(pyproject: str | None = None, start: str | None = None) -> Config:
+    """Read [tool.depthscope] from `pyproject` (default: the nearest pyproject.toml); validate every entry."""
+    if pyproject is not None:
+        if not os.path.isfile(pyproject):
+            raise InputError(f"{pyproject}: no such file")
+        pyproject = os.path.abspath(pyproject)
+    else:
+        pyproject = find_pyproject(start)
+    if pyproject is None:
+        return Config(os.path.abspath(start or os.getcwd()), None, [], dict(DEFAULTS))
+    root = os.path.dirname(pyproject)
+    name = os.path.relpath(pyproject)
+    section = read_tool_section(pyproject)
+    settings = _settings(section, name)
+    config = Config(root, pyproject, [], settings)
+
+    raw = section.get("check", [])
+    if isinstance(raw, dict):
+        raise InputError(f"{name}: [tool.depthscope.check] must be an array of tables: write "
+                         "[[tool.depthscope.check]] (double brackets), one per model")
+    if not isinstance(raw, list):
+        raise InputError(f"{name}: tool.depthscope.check must be an array of tables ([[tool.depthscope.check]])")
+    seen: dict[str, int] = {}
+    for i, item in enumerate(raw, 1):
+        entry = _entry(item, i, name, config)
+        if entry.abspath in seen:
+            raise InputError(f"{name}: [[tool.depthscope.check]] #{i}: {entry.path} is already checked by entry "
+                             f"#{seen[entry.abspath]}; give each model one entry")
+        seen[entry.abspath] = i
+        config.entries.append(entry)
+    return config
+
+
+def _settings(section: dict, name: str) -> dict:
+    settings = dict(DEFAULTS)
+    for key in ("engine", "lock", "cache-dir", "cache"):
+        for spelling in (key, key.replace("-", "_")):
+            if spelling in section:
+                settings[key] = section[spelling]
+    if settings["engine"] not in ENGINES:
+        raise InputError(f"{name}: [tool.depthscope] engine = {settings['engine']!r}: choose one of {', '.join(ENGINES)}")
+    for key in ("lock", "cache-dir"):
+        if not isinstance(settings[key], str) or not settings[key].strip():
+            raise InputError(f"{name}: [tool.depthscope] {key} must be a non-empty string (a path)")
+    if not isinstance(settings["cache"], bool):
+        raise InputError(f"{name}: [tool.depthscope] cache must be true or false")
+    return settings
+
+
+def _entry(item, i: int, name: str, config: Config) -> CheckEntry:
+    where = f"{name}: [[tool.depthscope.check]] #{i}"
+    if not isinstance(item, dict):
+        raise InputError(f"{where}: expected a table with path = \"...\"")
+    unknown = sorted(set(item) - set(ENTRY_KEYS))
+    if unknown:
+        raise InputError(f"{where}: unknown key{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}; "
+                         f"the keys are {', '.join(ENTRY_KEYS)}")
+    path = item.get("path")
+    if not isinstance(path, str) or not path.strip():
+        raise InputError(f"{where}: path = \"...\" (the model file, relative to {name}) is required")
+    where = f"{where} ({path})"
+    abspath = config.resolve(path)
+    if not os.path.isfile(abspath):
+        raise InputError(f"{where}: no such model file {abspath}")
+
+    budgets, texts = {}, {}
+    for metric in METRICS:
+        if metric not in item:
+            continue
+        text = item[metric]
+        if not isinstance(text, str):
+            raise InputError(f"{where}: {metric} must be a string such as \"n*log(n)\", got {text!r}")
+        try:
+            budgets[metric] = parse_budget(text)
+        except BudgetError as exc:
+            raise BudgetError(f"{where}: {metric}: {exc}") from None
+        texts[metric] = text
+
+    engine = item.get("engine")
+    if engine is not None and engine not in ENGINES:
+        raise InputError(f"{where}: engine = {engine!r}: choose one of {', '.join(ENGINES)}")
+    symbolic = item.get("symbolic")
+    if symbolic is not None:
+        if not isinstance(symbolic, bool):
+            raise InputError(f"{where}: symbolic must be true or false")
+        if symbolic:
+            if engine not in (None, "symbolic"):
+                raise InputError(f"{where}: symbolic = true contradicts engine = {engine!r}")
+            engine = "symbolic"
+        elif engine == "symbolic":
+            raise InputError(f"{where}: symbolic = false contradicts engine = \"symbolic\"")
+    train = item.get("train", False)
+    if not isinstance(train, bool):
+        raise InputError(f"{where}: train must be true or false")
+    return CheckEntry(config.display_path(abspath), abspath, budgets, texts, engine, train)
+
+
+def cli_defaults(config: Config) -> dict:
+    """A click default_map from [tool.depthscope]: the engine for `analyze`, the settings for `check`."""
+    s = config.settings
+    return {
+        "analyze": {"engine": s["engine"]},
+        "check": {"engine": s["engine"], "lock": s["lock"], "cache_dir": s["cache-dir"], "no_cache": not s["cache"]},
+    }
+
+
+__all__ = ["CheckEntry", "Config", "DEFAULTS", "ENGINES", "METRICS", "cli_defaults", "find_pyproject", "load_config",
+           "read_tool_section"]
