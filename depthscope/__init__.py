@@ -1,28 +1,40 @@
 """depthscope: symbolic work and parallel depth of PyTorch models."""
 
-from .analysis import Report
-from .api import analyze, analyze_file
-from .cost import Cost
-from .errors import CaptureError, CheckFailed, DepthscopeError, InputError
-from .rules import OpCall, TensorMeta, register
-from .rules.registry import rule
-from .symbols import big_o, clog2
+from importlib import import_module
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "CaptureError",
-    "CheckFailed",
-    "Cost",
-    "DepthscopeError",
-    "InputError",
-    "OpCall",
-    "Report",
-    "TensorMeta",
-    "analyze",
-    "analyze_file",
-    "big_o",
-    "clog2",
-    "register",
-    "rule",
-]
+# The public names are imported on first use (PEP 562), so that commands that need no analysis, such as
+# `depthscope check` with a warm cache, do not pay for importing torch.
+_EXPORTS = {
+    "CaptureError": ".errors",
+    "CheckFailed": ".errors",
+    "Cost": ".cost",
+    "DepthscopeError": ".errors",
+    "InputError": ".errors",
+    "OpCall": ".rules",
+    "Report": ".analysis",
+    "TensorMeta": ".rules",
+    "analyze": ".api",
+    "analyze_file": ".api",
+    "big_o": ".symbols",
+    "clog2": ".symbols",
+    "register": ".rules",
+    "rule": ".rules.registry",
+}
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'depthscope' has no attribute {name!r}")
+    value = getattr(import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_EXPORTS))
+
+
+__all__ = sorted(_EXPORTS)

@@ -440,7 +440,7 @@ def analyze_captured(captured: Captured, rules: dict | None = None) -> Report:
     outputs = walker.walk(walker.gm)
     final = prune([e for f in outputs for e in f], walker.dom) or [ROOT]
     report = _build_report(captured, walker.records, walker.record_of, final, walker.dom)
-    report.unknowns = list(walker.unknowns)
+    report.unknowns = list(captured.unbacked) + list(walker.unknowns)
     report.mode = captured.mode
     return report
 

@@ -95,9 +95,12 @@ class Term:
             out += "/" + (den[0] if len(den) == 1 else "(" + "*".join(den) + ")")
         return out
 
-    def to_json(self) -> list:
-        out = [[n, str(p), str(q)] for n, p, q in self.factors]
-        return [out, list(self.opaque)] if self.opaque else [out]
+    def to_json(self) -> dict:
+        """{"n": [2, 1]} for n**2*log(n): integer exponents as numbers, others as "p/q"; opaque factors under "?"."""
+        out: dict = {n: [_json_number(p), _json_number(q)] for n, p, q in self.factors}
+        if self.opaque:
+            out["?"] = list(self.opaque)
+        return out
 
     def _order(self):
         degree = sum(p for _, p, _ in self.factors)
@@ -107,6 +110,22 @@ class Term:
 
 def _term(powers: dict[str, list[Fraction]], opaque: tuple[str, ...] = ()) -> Term:
     return Term(tuple(sorted((n, p, q) for n, (p, q) in powers.items() if p or q)), opaque)
+
+
+def _json_number(e: Fraction):
+    return e.numerator if e.denominator == 1 else str(e)
+
+
+def _read_exponent(x, where: str) -> Fraction:
+    if isinstance(x, bool) or not isinstance(x, (int, str)):
+        raise BudgetError(f"{where}: malformed exponent {x!r}")
+    try:
+        e = Fraction(x)
+    except (ValueError, ZeroDivisionError):
+        raise BudgetError(f"{where}: malformed exponent {x!r}") from None
+    if abs(e.numerator) > 10**6 or e.denominator > 10**6:
+        raise BudgetError(f"{where}: exponent {x!r} out of range")
+    return e
 
 
 def _exponent_text(e: Fraction) -> str:
@@ -171,23 +190,18 @@ class Class:
             raise BudgetError(f"{where}: expected a list of terms")
         terms = []
         for item in data:
-            if not isinstance(item, list) or len(item) not in (1, 2) or not isinstance(item[0], list):
+            if not isinstance(item, dict):
                 raise BudgetError(f"{where}: malformed term {item!r}")
             powers: dict[str, list[Fraction]] = {}
-            for f in item[0]:
-                if (not isinstance(f, list) or len(f) != 3 or not all(isinstance(x, str) for x in f)
-                        or not _NAME.fullmatch(f[0])):
-                    raise BudgetError(f"{where}: malformed factor {f!r}")
-                try:
-                    p, q = Fraction(f[1]), Fraction(f[2])
-                except (ValueError, ZeroDivisionError) as exc:
-                    raise BudgetError(f"{where}: malformed exponent in {f!r}") from exc
-                e = powers.setdefault(f[0], [Fraction(0), Fraction(0)])
-                e[0] += p
-                e[1] += q
-            opaque = item[1] if len(item) == 2 else []
+            opaque = item.get("?", [])
             if not isinstance(opaque, list) or not all(isinstance(x, str) for x in opaque):
                 raise BudgetError(f"{where}: malformed term {item!r}")
+            for name, pq in item.items():
+                if name == "?":
+                    continue
+                if not (isinstance(name, str) and _NAME.fullmatch(name) and isinstance(pq, list) and len(pq) == 2):
+                    raise BudgetError(f"{where}: malformed factor {name!r}: {pq!r}")
+                powers[name] = [_read_exponent(x, where) for x in pq]
             terms.append(_term(powers, tuple(sorted(opaque))))
         return cls.of(terms)
 

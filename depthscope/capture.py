@@ -48,10 +48,26 @@ class Captured:
     name: str = "model"
     mode: str = "inference"  # or "train": forward and backward
     _cache: dict = field(default_factory=dict, repr=False)
+    unbacked: list = field(default_factory=list)  # (name, what) of data-dependent sizes met in the graph
 
     def expr(self, value) -> sympy.Expr:
-        """A SymInt, int or sympy value as a sympy expression over the user's symbols."""
-        return _to_user_expr(value, self.rename, self._cache)
+        """A SymInt, int or sympy value as a sympy expression over the user's symbols.
+
+        A data-dependent size (torch's unbacked u0 from nonzero, item, ...) becomes a size symbol of its own,
+        recorded in `unbacked` and `symbols` (assumed >= 1), so formulas stay exact in it.
+        """
+        out = _to_user_expr(value, self.rename, self._cache)
+        known = self.rename.values()
+        stray = [s for s in out.free_symbols if s not in known]
+        if stray:
+            for sym in stray:
+                name = str(sym)
+                self.rename[sym] = size_symbol(name)
+                self.symbols.setdefault(name, SymbolInfo(name, 1, None))
+                self.unbacked.append((name, "a data-dependent size (known only when the model runs)"))
+            self._cache.clear()
+            out = _to_user_expr(value, self.rename, self._cache)
+        return out
 
 
 # ---------------------------------------------------------------------------------------------

@@ -82,9 +82,10 @@ def main(argv: list[str] | None = None) -> int:
     """Run the CLI and return its exit code instead of exiting."""
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
-    from . import capture
+    if debug or "depthscope.capture" in sys.modules:  # importing capture imports torch: only when needed
+        from . import capture
 
-    capture.VERBOSE = debug
+        capture.VERBOSE = debug
     try:
         cli.main(args=argv, prog_name="depthscope", standalone_mode=False)
         return 0
@@ -113,3 +114,16 @@ def main(argv: list[str] | None = None) -> int:
 
 def entry_point() -> None:
     sys.exit(main())
+
+
+# predict and validate (docs/predict-and-validate.md)
+from .predict import predict_command  # noqa: E402
+from .validate import validate_command  # noqa: E402
+
+cli.add_command(predict_command)
+cli.add_command(validate_command)
+
+
+from .check import check_command  # noqa: E402 - registered after the group is defined
+
+cli.add_command(check_command)

@@ -242,22 +242,22 @@ def _about(x: int) -> str:
     return f"{round(x, -digits):,}"
 
 
+def _clause(symbol: str, result: dict) -> str:
+    lo, hi = result["range"]
+    top = f"2^{hi.bit_length() - 1} (the search limit)" if result.get("capped") else f"{hi:,} (its max)"
+    if result["kind"] == "crossover":
+        return f"depth-bound until {symbol} is about {_about(result['at'])}, then work-bound"
+    if result["kind"] == "work-bound":
+        return f"work-bound at every {symbol} from {lo:,} on"
+    return f"depth-bound for every {symbol} up to {top}"
+
+
 def regime_sentence(symbol: str, held: dict[str, int], plain: dict, burdened: dict) -> str:
+    """'Over n (holding b=8): depth-bound until n is about 110, then work-bound; with launch overheads ...'."""
     hold = f" (holding {', '.join(f'{k}={v}' for k, v in held.items())})" if held else ""
-    lo, hi = plain["range"]
-    top = f"{hi:,}" + (" (searched)" if plain.get("capped") else "")
-    if plain["kind"] == "crossover":
-        text = f"Over {symbol}{hold}: depth-bound until {symbol} is about {_about(plain['at'])}, then work-bound"
-    elif plain["kind"] == "work-bound":
-        text = f"Over {symbol}{hold}: work-bound at every {symbol} from {lo:,} on"
-    else:
-        text = f"Over {symbol}{hold}: depth-bound for every {symbol} up to {top}"
-    if burdened["kind"] == "crossover":
-        text += f"; counting launch overheads (burdened depth), until {symbol} is about {_about(burdened['at'])}"
-    elif burdened["kind"] == "depth-bound":
-        text += f"; counting launch overheads (burdened depth), launch- and depth-bound up to {top}"
-    elif plain["kind"] != "work-bound":
-        text += "; counting launch overheads, work-bound from the smallest size"
+    text = f"Over {symbol}{hold}: {_clause(symbol, plain)}"
+    if (burdened["kind"], burdened["at"]) != (plain["kind"], plain["at"]):
+        text += f"; counting launch overheads (burdened depth), {_clause(symbol, burdened)}"
     return text + "."
 
 
@@ -329,6 +329,12 @@ def flops(f: float) -> str:
     return f"{f:.3g} FLOP/s"
 
 
+def _speed(x) -> str:
+    if x is None:
+        return "-"
+    return f"{x:,.0f}" if x >= 1000 else f"{x:.3g}"
+
+
 def _num(x) -> str:
     from .report.common import human
 
@@ -363,7 +369,7 @@ def sections(result: dict, tablefmt: str) -> list[tuple[str, str]]:
         srows = []
         for r in p["speedup"]:
             srows.append([f"{r['p']:,}", f"{seconds(r['lower_s'])} .. {seconds(r['upper_s'])}",
-                          f"{_num(r['speedup_min'])} .. {_num(r['speedup_max'])}", _num(r["burdened_speedup"])])
+                          f"{_speed(r['speedup_min'])} .. {_speed(r['speedup_max'])}", _speed(r["burdened_speedup"])])
         out.append((f"speedup T1/T_p against p lanes at {label} (parallelism W/D = {_num(p['parallelism'])})",
                     tabulate(srows, ["p", "T_p (Brent)", "speedup", "burdened speedup"], tablefmt=tablefmt,
                              disable_numparse=True)))

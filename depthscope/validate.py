@@ -193,7 +193,8 @@ def default_profile(device: str, device_name: str):
 
 def run_validation(path: str, symbol: str, values: list[int], *, held: dict[str, int] | None = None,
                    device: str = "cpu", repeats: int = 7, max_seconds: float | None = None,
-                   profile=None, engine: str = "auto", progress: bool = True, on_note=None) -> dict:
+                   profile=None, engine: str = "auto", progress: bool = True, on_note=None,
+                   threads: int | None = None) -> dict:
     """Time the model at each size of `symbol` (the others held) and fit the measurements; a JSON-ready dict."""
     import torch
 
@@ -207,6 +208,10 @@ def run_validation(path: str, symbol: str, values: list[int], *, held: dict[str,
     if max_seconds is not None and max_seconds <= 0:
         raise InputError("--max-seconds must be positive")
     device_name = check_device(device)
+    if threads is not None:
+        if threads < 1:
+            raise InputError("--threads must be at least 1")
+        torch.set_num_threads(threads)
     spec = load_model_file(path)
     report = analyze_spec(spec, engine=engine, on_fallback=on_note)
     if symbol not in report.symbols:
@@ -371,6 +376,8 @@ def summarise(report, profile, device, device_name, symbol, held, requested, don
         "sizes": xs,
         "median_s": med,
         "iqr_s": [p["iqr_s"] for p in done],
+        "predicted": {k: [p["predicted"].get(k) for p in done]
+                      for k in ("brent_lower_s", "brent_upper_s", "burdened_upper_s", "fit_s")},
         "points": done,
         "fit": fit,
         "slopes": sl,
@@ -381,6 +388,12 @@ def summarise(report, profile, device, device_name, symbol, held, requested, don
     }
     result["verdict"] = verdict(result)
     return result
+
+
+def _num(x) -> str:
+    from .report.common import human
+
+    return human(float(x))
 
 
 def _fmt_slope(s) -> str:
@@ -417,6 +430,10 @@ def verdict(result: dict) -> dict:
                      "allocation) grows with size.")
     if fit["alpha_s_per_op"] == 0:
         lines.append("The fit gives work no weight: the counted work does not drive the time here.")
+    dmin, dmax = min(p["depth"] for p in pts), max(p["depth"] for p in pts)
+    if dmax < 2 * dmin:
+        lines.append(f"Depth barely changes over these sizes ({_num(dmin)} to {_num(dmax)} levels), so the fit cannot "
+                     "tell beta*D from the constant gamma; read beta and beta/alpha with care.")
     t_min = min(p["median_s"] for p in pts)
     if fit["gamma_s"] > 0.5 * t_min:
         lines.append(f"A fixed cost of {_short(fit['gamma_s'])} per call is over half the time at the smallest size.")
@@ -528,9 +545,12 @@ def _command():
                   help="Write measured against predicted time, and W and D against the size, to this PNG "
                        "(needs matplotlib: pip install 'depthscope[plot]').")
     @click.option("--format", "fmt", type=click.Choice(["table", "json", "markdown"]), default="table", show_default=True)
+    @click.option("--threads", type=click.IntRange(min=1), default=None,
+                  help="CPU threads for torch (default: torch's own choice; 1 gives steadier timings on a busy machine).")
     @click.option("--engine", type=click.Choice(["auto", "symbolic", "fitted"]), default="auto", show_default=True)
     @click.option("--debug", is_flag=True, help="Show tracebacks.")
-    def validate_command(path, sizes, at, device, device_profile, repeats, max_seconds, plot, fmt, engine, debug):
+    def validate_command(path, sizes, at, device, device_profile, repeats, max_seconds, plot, threads, fmt, engine,
+                         debug):
         """Time the model file PATH at a sweep of sizes and test work and depth against the measurements."""
         from .predict import parse_sizes
         from .profiles import load_profile
@@ -552,9 +572,13 @@ def _command():
             from .plot import require_matplotlib
 
             require_matplotlib()
+        if threads is not None:
+            import torch
+
+            torch.set_num_threads(threads)  # before the cpu profile reads the thread count
         profile = load_profile(device_profile) if device_profile else None
         result = run_validation(path, symbol, sorted(values), held=held, device=device, repeats=repeats,
-                                max_seconds=max_seconds, profile=profile, engine=engine,
+                                max_seconds=max_seconds, profile=profile, engine=engine, threads=threads,
                                 on_note=lambda reason: click.echo(f"depthscope: {reason}", err=True))
         if plot:
             from .plot import plot_validation

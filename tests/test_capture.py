@@ -128,3 +128,17 @@ def test_keyword_inputs_and_nested_outputs():
                                 dynamic_shapes={"x": {0: Dim("b")}, "scale": None})
     assert sympy.expand(report.work - 12 * b) == 0
     assert report.depth == 2 + clog2(b)  # the sum over all 4*b elements
+
+
+class DataDependentSize(torch.nn.Module):
+    def forward(self, x):
+        return x[x > 0].sum()
+
+
+def test_data_dependent_sizes_become_named_unknowns():
+    report = depthscope.analyze(DataDependentSize(), (torch.randn(4, 8),), dynamic_shapes={"x": {0: Dim("b"), 1: Dim("n")}})
+    unbacked = [name for name, _ in report.unknowns]
+    assert unbacked and all(name in report.symbols for name in unbacked)
+    u = size_symbol(unbacked[0])
+    assert u in report.work.free_symbols
+    assert report.evaluate(b=4, n=8, **{name: 5 for name in unbacked})["work"] > 0
