@@ -13,7 +13,7 @@ from fractions import Fraction
 
 import sympy
 
-from .symbols import ONE, SymbolInfo, clog2, evaluate, is_clog2
+from .symbols import ONE, SymbolInfo, as_expr, clog2, evaluate, is_clog2
 
 Form = dict  # {atom (sympy expr, ONE for the constant): Fraction coefficient}
 
@@ -21,7 +21,7 @@ Form = dict  # {atom (sympy expr, ONE for the constant): Fraction coefficient}
 @functools.lru_cache(maxsize=8192)
 def forms_of(expr: sympy.Expr) -> tuple:
     """Split a depth expression into the linear forms whose max it is (Max distributes over +)."""
-    expr = sympy.sympify(expr)
+    expr = as_expr(expr)
     if isinstance(expr, sympy.Max):
         out = []
         for arg in expr.args:

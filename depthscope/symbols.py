@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from fractions import Fraction
 from dataclasses import dataclass
 
 import sympy
@@ -39,7 +40,12 @@ def as_expr(value) -> sympy.Expr:
         return sympy.Integer(int(value))
     if isinstance(value, int):
         return sympy.Integer(value)
-    return sympy.sympify(value, strict=True)
+    if isinstance(value, float):
+        return sympy.Float(value)
+    if isinstance(value, Fraction):
+        return sympy.Rational(value.numerator, value.denominator)
+    # never parse text: strings would go through sympify's eval
+    raise TypeError(f"expected a number or a sympy expression, got {type(value).__name__}")
 
 
 def _split_pow2(k: sympy.Expr) -> tuple[int, sympy.Expr]:
