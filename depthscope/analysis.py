@@ -440,7 +440,12 @@ def analyze_captured(captured: Captured, rules: dict | None = None) -> Report:
     outputs = walker.walk(walker.gm)
     final = prune([e for f in outputs for e in f], walker.dom) or [ROOT]
     report = _build_report(captured, walker.records, walker.record_of, final, walker.dom)
-    report.unknowns = list(captured.unbacked) + list(walker.unknowns)
+    used = {str(x) for e in (report.work, report.depth, report.flops) for x in e.free_symbols}
+    unbacked = [(name, what) for name, what in dict(captured.unbacked).items() if name in used]
+    for name, _ in dict(captured.unbacked).items():
+        if name not in used:
+            report.symbols.pop(name, None)  # a data-dependent size no formula depends on
+    report.unknowns = unbacked + list(walker.unknowns)
     report.mode = captured.mode
     return report
 

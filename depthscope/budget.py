@@ -341,6 +341,8 @@ class _Parser:
     def expect(self, op: str) -> Token:
         tok = self.tok
         if tok.kind != "op" or tok.text != op:
+            if tok.kind == "op" and tok.text in ",^-.":
+                raise self.fail(self._unexpected(tok), syntax=True)
             found = "the end of the budget" if tok.kind == "end" else repr(tok.text)
             raise self.fail(f"expected {op!r}, found {found}", syntax=True)
         self.i += 1

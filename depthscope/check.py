@@ -7,8 +7,8 @@ compared with the class recorded in depthscope.lock.json (`depthscope check --up
 model that cannot be analyzed), 101 an internal error.
 
 Analyses are cached in .depthscope_cache/ under a key made of the model file's content, the content of every
-file it imports from inside the project, and the Python, torch, sympy and depthscope versions (depthscope's
-own source included), so a check of unchanged models neither re-analyzes them nor imports torch.
+file it imports from inside the project, the Python, torch, sympy and depthscope versions, and depthscope's own
+analysis source (editable installs). A check of unchanged models neither re-analyzes them nor imports torch.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import functools
 import hashlib
 import json
 import os
+import re
 import sys
 import tempfile
 import time
@@ -33,6 +34,7 @@ from .errors import EXIT_CHECK_FAILED, EXIT_INTERNAL, EXIT_USAGE, CheckFailed, D
 
 CACHE_FORMAT = 1
 LOCK_FORMAT = 1
+_PACKAGE = os.path.dirname(os.path.abspath(__file__))
 REFERENCE_SIZE = 1024  # sizes at which the critical path's pieces and the ops are ranked
 MAX_GROUPS = 24
 
@@ -108,7 +110,12 @@ def analyze_entry(entry: CheckEntry, engine: str) -> dict:
 
 @functools.lru_cache(maxsize=None)
 def environment_fingerprint() -> str:
-    """Python, torch, sympy and depthscope versions plus a digest of depthscope's source (editable installs)."""
+    """Python, torch, sympy and depthscope versions, and a digest of the depthscope source an analysis runs.
+
+    The source is that of depthscope.api and this module and everything they import within the package (found
+    statically, as for model files), so editing depthscope in an editable install invalidates the analyses,
+    while editing an unrelated command does not.
+    """
     from importlib import metadata
 
     from . import __version__
@@ -120,16 +127,16 @@ def environment_fingerprint() -> str:
         except metadata.PackageNotFoundError:
             versions.append(f"{dist} none")
     h = hashlib.sha256()
-    package = os.path.dirname(os.path.abspath(__file__))
-    for dirpath, dirnames, filenames in os.walk(package):
-        dirnames[:] = sorted(d for d in dirnames if d != "__pycache__")
-        for name in sorted(filenames):
-            if name.endswith(".py"):
-                path = os.path.join(dirpath, name)
-                h.update(os.path.relpath(path, package).encode() + b"\0")
-                with open(path, "rb") as f:
-                    h.update(f.read())
-                h.update(b"\0")
+    sources = set(import_closure(os.path.join(_PACKAGE, "api.py"), _PACKAGE))
+    sources |= set(import_closure(os.path.abspath(__file__), _PACKAGE))
+    for path in sorted(sources):
+        h.update(os.path.relpath(path, _PACKAGE).encode() + b"\0")
+        try:
+            with open(path, "rb") as f:
+                h.update(f.read())
+        except OSError:
+            h.update(b"unreadable")
+        h.update(b"\0")
     return (f"python {sys.version_info[0]}.{sys.version_info[1]}; {'; '.join(versions)}; "
             f"depthscope {__version__} {h.hexdigest()}")
 
@@ -157,6 +164,36 @@ def _module_files(name: str, bases: list[str]) -> list[str]:
     return found
 
 
+_IMPORT_LINE = re.compile(r"^[ \t]*(?:import|from)[ \t]", re.M)
+_COMMENT = re.compile(r"#.*$")
+
+
+def import_statements(source: str) -> list:
+    """The import statements of a module, at any nesting, as ast nodes.
+
+    Only the lines that start an import are parsed (with their continuation lines), which is several times
+    faster than parsing whole files. A line inside a string that looks like an import can only add a file to
+    the cache key, never drop one.
+    """
+    out = []
+    lines = source.splitlines()
+    starts = {source.count("\n", 0, m.start()) for m in _IMPORT_LINE.finditer(source)}
+    for i in sorted(starts):
+        text = _COMMENT.sub("", lines[i]).strip()
+        j = i
+        while j + 1 < len(lines) and (text.endswith("\\") or text.count("(") > text.count(")")) and j - i < 500:
+            j += 1
+            text = text.rstrip("\\") + " " + _COMMENT.sub("", lines[j]).strip()
+        for candidate in (text, text.split(";")[0]):
+            try:
+                tree = ast.parse(candidate)
+            except (SyntaxError, ValueError):
+                continue
+            out += [node for node in tree.body if isinstance(node, (ast.Import, ast.ImportFrom))]
+            break
+    return out
+
+
 def import_closure(path: str, root: str) -> list[str]:
     """`path` and every file inside `root` it imports, directly or through other such files (sorted)."""
     root = os.path.realpath(root)
@@ -175,12 +212,12 @@ def import_closure(path: str, root: str) -> list[str]:
             continue
         seen.add(current)
         try:
-            with open(current, "rb") as f:
-                tree = ast.parse(f.read(), filename=current)
-        except (OSError, SyntaxError, ValueError):
+            with open(current, encoding="utf-8", errors="replace") as f:
+                statements = import_statements(f.read())
+        except OSError:
             continue  # still hashed by content; the analysis reports the problem
         here = os.path.dirname(current)
-        for node in ast.walk(tree):
+        for node in statements:
             names: list[tuple[str, list[str]]] = []
             if isinstance(node, ast.Import):
                 names = [(alias.name, bases) for alias in node.names]
@@ -221,7 +258,8 @@ class Cache:
                     digest = hashlib.sha256(f.read()).hexdigest()
             except OSError:
                 digest = "unreadable"
-            rel = os.path.relpath(path, os.path.realpath(root)) if path != os.path.realpath(entry.abspath) else "<model>"
+            model = path == os.path.realpath(entry.abspath)
+            rel = "<model>" if model else os.path.relpath(path, os.path.realpath(root))
             h.update(f"{rel} {digest}\n".encode())
         return h.hexdigest()
 
@@ -386,7 +424,8 @@ def explain(metric: str, summary: dict, limit: Class, excess: list[Term], source
     if missing:
         names = ", ".join(missing)
         them = "it" if len(missing) == 1 else "them"
-        text += f" ({names} {'is' if len(missing) == 1 else 'are'} not in the {source}, which treats {them} as constant)"
+        verb = "is" if len(missing) == 1 else "are"
+        text += f" ({names} {verb} not in the {source}, which treats {them} as constant)"
     opaque = sorted({o for t in excess for o in t.opaque})
     if opaque:
         text += f" (the factor {', '.join(opaque)} has no class a budget can state)"
@@ -435,7 +474,8 @@ def evaluate(result: ModelResult, locked: dict | None, lock_name: str, update: b
             else:
                 msg = None
             if msg:
-                result.findings.append(Finding(path, "info", f"{msg} ({rerun})", metric, found.text(), old.text(), "lock"))
+                result.findings.append(Finding(path, "info", f"{msg} ({rerun})", metric, found.text(), old.text(),
+                                               "lock"))
         result.metrics[metric] = status
     if not entry.budgets and locked is None and not update:
         result.findings.append(Finding(
@@ -472,13 +512,25 @@ def render_text(results: list[ModelResult], findings: list[Finding], summary: st
     return "\n".join(lines) + "\n"
 
 
-def render_github(findings: list[Finding], summary: str) -> str:
+def _workspace_path(path: str, abspath: str | None) -> str:
+    """The file as GitHub names it: relative to $GITHUB_WORKSPACE (the checkout) when the file is inside it."""
+    workspace = os.environ.get("GITHUB_WORKSPACE")
+    if workspace and abspath:
+        rel = os.path.relpath(abspath, workspace)
+        if not rel.startswith(os.pardir):
+            return rel.replace(os.sep, "/")
+    return path
+
+
+def render_github(findings: list[Finding], summary: str, files: dict[str, str] | None = None) -> str:
     lines = []
+    files = files or {}
     for f in findings:
         level = {"info": "notice"}.get(f.kind, "error")
         title = {"breach": "complexity budget exceeded", "regression": "complexity regression",
                  "error": "depthscope check error", "info": "depthscope check"}[f.kind]
-        lines.append(f"::{level} file={_gh_property(f.path)},title={_gh_property(title)}::{_gh_data(f.message)}")
+        file = _workspace_path(f.path, files.get(f.path))
+        lines.append(f"::{level} file={_gh_property(file)},title={_gh_property(title)}::{_gh_data(f.message)}")
     lines.append(summary)
     return "\n".join(lines) + "\n"
 
@@ -489,7 +541,7 @@ def render_json(results: list[ModelResult], findings: list[Finding], exit_code: 
         s = r.summary or {}
         models.append({
             "path": r.entry.key, "engine": s.get("engine", r.engine), "cached": r.cached,
-            "seconds": round(r.seconds, 3), "fallback": s.get("fallback"),
+            "seconds": round(r.seconds, 3), "fallback": s.get("fallback"), "unmodeled": s.get("unmodeled", []),
             **{m: r.metrics.get(m) for m in METRICS},
         })
     out = {"ok": exit_code == 0, "exit_code": exit_code, "models": models,
@@ -576,9 +628,14 @@ def check_command(paths, config_path, update, lock, fmt, engine, no_cache, cache
         except DepthscopeError as exc:
             if debug:
                 traceback.print_exc()
-            why = "symbolic = true, but " if entry.engine == "symbolic" and "export" in str(exc) else ""
-            result.findings.append(Finding(entry.key, "error", f"{entry.key}: {why}{exc}",
-                                           exit_code=exc.exit_code))
+            msg = str(exc).replace(entry.abspath, entry.key)
+            if msg.startswith(entry.key + ": "):
+                msg = msg[len(entry.key) + 2:]
+            if entry.engine == "symbolic" and "export" in msg:
+                msg = f"symbolic = true, but {msg}"
+            if not msg.startswith(entry.key + ":"):  # (keep "model.py:12: syntax error" as it is)
+                msg = f"{entry.key}: {msg}"
+            result.findings.append(Finding(entry.key, "error", msg, exit_code=exc.exit_code))
         except Exception as exc:  # noqa: BLE001 - report it against the model, keep checking the others
             if debug:
                 traceback.print_exc()
@@ -613,11 +670,12 @@ def check_command(paths, config_path, update, lock, fmt, engine, no_cache, cache
     elapsed = time.perf_counter() - start
     n = len(results)
     counts = []
-    for kind, word in (("breach", "over budget"), ("regression", "regressed against the lock"), ("error", "with errors")):
+    for kind, word in (("breach", "over budget"), ("regression", "regressed against the lock"),
+                       ("error", "with errors")):
         k = len({f.path for f in findings if f.kind == kind})
         if k:
             counts.append(f"{k} {word}")
-    status = ", ".join(counts) if counts else ("within budget" if not update else "checked")
+    status = ", ".join(counts) if counts else "all pass"
     summary = (f"depthscope check: {n} model{'s' if n != 1 else ''}, {status} "
                f"({cached} from cache, {elapsed:.1f} s)")
     if lock_info["updated"]:
@@ -629,7 +687,7 @@ def check_command(paths, config_path, update, lock, fmt, engine, no_cache, cache
     if fmt == "json":
         click.echo(render_json(results, findings, exit_code, lock_info), nl=False)
     elif fmt == "github":
-        click.echo(render_github(findings, summary), nl=False)
+        click.echo(render_github(findings, summary, {r.entry.key: r.entry.abspath for r in results}), nl=False)
     else:
         click.echo(render_text(results, findings, summary, verbose), nl=False)
 
@@ -641,7 +699,8 @@ def check_command(paths, config_path, update, lock, fmt, engine, no_cache, cache
         breaches = sum(f.kind == "breach" for f in failing)
         regressions = len(failing) - breaches
         what = [f"{breaches} budget breach{'es' if breaches != 1 else ''}"] if breaches else []
-        what += [f"{regressions} regression{'s' if regressions != 1 else ''} against {lock_name}"] if regressions else []
+        if regressions:
+            what.append(f"{regressions} regression{'s' if regressions != 1 else ''} against {lock_name}")
         raise CheckFailed(" and ".join(what))
 
 

@@ -146,7 +146,8 @@ def _settings(section: dict, name: str) -> dict:
             if spelling in section:
                 settings[key] = section[spelling]
     if settings["engine"] not in ENGINES:
-        raise InputError(f"{name}: [tool.depthscope] engine = {settings['engine']!r}: choose one of {', '.join(ENGINES)}")
+        raise InputError(f"{name}: [tool.depthscope] engine = {settings['engine']!r}: "
+                         f"choose one of {', '.join(ENGINES)}")
     for key in ("lock", "cache-dir"):
         if not isinstance(settings[key], str) or not settings[key].strip():
             raise InputError(f"{name}: [tool.depthscope] {key} must be a non-empty string (a path)")

@@ -91,6 +91,10 @@ def plot_validation(result: dict, path: str) -> str:
             a.set_xticklabels([f"{x:,}" for x in xs])
         ax.xaxis.set_minor_locator(plt.NullLocator())
         ax_w.xaxis.set_minor_locator(plt.NullLocator())
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    try:
+        fig.savefig(path, dpi=120)
+    except (OSError, ValueError) as exc:
+        raise InputError(f"--plot {path}: cannot write the figure: {exc}") from exc
+    finally:
+        plt.close(fig)
     return path

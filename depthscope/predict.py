@@ -242,22 +242,22 @@ def _about(x: int) -> str:
     return f"{round(x, -digits):,}"
 
 
-def _clause(symbol: str, result: dict) -> str:
+def _clause(symbol: str, result: dict, bound: str = "depth-bound") -> str:
     lo, hi = result["range"]
     top = f"2^{hi.bit_length() - 1} (the search limit)" if result.get("capped") else f"{hi:,} (its max)"
     if result["kind"] == "crossover":
-        return f"depth-bound until {symbol} is about {_about(result['at'])}, then work-bound"
+        return f"{bound} until {symbol} is about {_about(result['at'])}, then work-bound"
     if result["kind"] == "work-bound":
         return f"work-bound at every {symbol} from {lo:,} on"
-    return f"depth-bound for every {symbol} up to {top}"
+    return f"{bound} for every {symbol} up to {top}"
 
 
 def regime_sentence(symbol: str, held: dict[str, int], plain: dict, burdened: dict) -> str:
-    """'Over n (holding b=8): depth-bound until n is about 110, then work-bound; with launch overheads ...'."""
+    """'Over n (holding b=8): depth-bound until n is about 110, then work-bound; counting launch overheads ...'."""
     hold = f" (holding {', '.join(f'{k}={v}' for k, v in held.items())})" if held else ""
     text = f"Over {symbol}{hold}: {_clause(symbol, plain)}"
     if (burdened["kind"], burdened["at"]) != (plain["kind"], plain["at"]):
-        text += f"; counting launch overheads (burdened depth), {_clause(symbol, burdened)}"
+        text += f"; counting launch overheads (burdened depth), {_clause(symbol, burdened, 'depth- and launch-bound')}"
     return text + "."
 
 

@@ -146,11 +146,14 @@ def time_call(fn, device: str, repeats: int, deadline: float | None) -> dict:
     import torch
     from torch.utils import benchmark
 
-    for _ in range(WARMUP_CALLS):
+    warm = []
+    for _ in range(WARMUP_CALLS):  # the fastest warm-up call sizes the blocks (one slow call does not)
+        t0 = time.perf_counter()
         fn()
-    _sync(device)
+        _sync(device)
+        warm.append(time.perf_counter() - t0)
+    single = min(warm)
     timer = benchmark.Timer(stmt="fn()", globals={"fn": fn}, num_threads=torch.get_num_threads())
-    single = float(timer.timeit(1).median)
     number = max(1, int(BLOCK_SECONDS / single)) if single > 0 else 1
     times = []
     cut = False
@@ -298,8 +301,8 @@ def run_validation(path: str, symbol: str, values: list[int], *, held: dict[str,
             })
             prev = {"work": counts["work"], "single": measured["single_call_s"], "elapsed": time.monotonic() - now}
             if bar is not None:
+                bar.set_postfix_str(f"{symbol}={value}: {_short(measured['median_s'])}", refresh=False)
                 bar.update(1)
-                bar.set_postfix_str(f"{symbol}={value}: {_short(measured['median_s'])}")
             if measured["cut"]:
                 stop_reason = f"--max-seconds {max_seconds:g} reached while timing {symbol}={value} (kept, " \
                               f"{measured['repeats']} of {repeats} repeats)"
@@ -492,10 +495,11 @@ def _sections(result: dict, tablefmt: str) -> list[tuple[str, str]]:
     srows = []
     for key, label in (("measured", "measured"), ("fit", "fit"), ("predicted", "profile burdened bound"),
                        ("brent_upper", "profile Brent upper"), ("work", "work W"), ("depth", "depth D")):
-        if s.get(key):
+        if s.get(key) and (s[key]["all"] is not None or s[key]["tail"] is not None):
             srows.append([label, _fmt_slope(s[key]["all"]), _fmt_slope(s[key]["tail"])])
-    out.append((f"slope of log T against log {sym}", tabulate(srows, ["", "all sizes", "largest sizes"],
-                                                              tablefmt=tablefmt, disable_numparse=True)))
+    if srows:
+        out.append((f"slope of log T against log {sym}", tabulate(srows, ["", "all sizes", "largest sizes"],
+                                                                  tablefmt=tablefmt, disable_numparse=True)))
     return out
 
 
@@ -569,9 +573,14 @@ def _command():
                 raise InputError(f"--at {name}: {name} is the swept symbol")
             held[name] = vals[0]
         if plot:
+            import os
+
             from .plot import require_matplotlib
 
             require_matplotlib()
+            folder = os.path.dirname(os.path.abspath(plot))
+            if not os.path.isdir(folder):
+                raise InputError(f"--plot {plot}: folder {folder} does not exist")
         if threads is not None:
             import torch
 
