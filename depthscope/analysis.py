@@ -15,6 +15,7 @@ from .cost import FREE, Cost
 from .depth import ROOT, Dominance, Entry, add_forms, forms_of, prune, to_expr
 from .errors import DepthscopeError, InputError, RuleError
 from .rules.registry import FREE_OPS, USER_RULES, OpCall, TensorMeta, as_cost, lookup, op_name, unmodeled
+from .standins import standin_display
 from .symbols import SymbolInfo, big_o, clog2, evaluate, size_symbol
 
 SCHEMA = "depthscope.report/1"
@@ -309,6 +310,9 @@ class _Walker:
     def place(self, node, cost: Cost, status: str, merged: list, prefix: str, records: list, op: str | None = None):
         """Record a node's cost and extend the longest paths reaching it by its own depth."""
         module, mtype = _module_of(node)
+        shown = standin_display(node.target, node.args)
+        if shown is not None:
+            op, mtype = shown[0], shown[1] or mtype
         rec = NodeCost(prefix + node.name, op or op_name(node.target), module, mtype, cost, status)
         records.append(rec)
         self.record_of[node] = rec

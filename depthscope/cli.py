@@ -35,9 +35,9 @@ def cli():
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "markdown"]), default="table", show_default=True)
 @click.option("--at", "at", multiple=True, metavar="NAME=INT", help="Evaluate at these sizes (repeat per symbol).")
 @click.option("--train", is_flag=True, help="Analyze a training step: forward plus backward of the loss.")
-@click.option("--engine", type=click.Choice(["auto", "symbolic", "fitted"]), default="auto", show_default=True,
+@click.option("--engine", type=click.Choice(["auto", "symbolic", "fitted"]), default=None,
               help="symbolic: one symbolic export; fitted: exact counts at a sweep of sizes, fitted; "
-                   "auto: symbolic, else fitted.")
+                   "auto: symbolic, else fitted. Default: [tool.depthscope] engine in pyproject.toml, else auto.")
 @click.option("--symbolic", "symbolic", multiple=True, metavar="NAME",
               help="Make this integer keyword parameter of the model factory a symbol (repeatable).")
 @click.option("--strict", is_flag=True, help="Exit 1 if any op has no cost rule.")
@@ -49,6 +49,7 @@ def analyze(path, fmt, at, train, engine, symbolic, strict, debug):
     from .report.table import unmodeled_warning
 
     sizes = parse_at(at)
+    engine = engine or _configured_engine()
     report = analyze_file(path, train=train, engine=engine, symbolic=symbolic or None,
                           on_fallback=lambda reason: click.echo(f"depthscope: {reason}", err=True))
     if sizes:
@@ -59,6 +60,16 @@ def analyze(path, fmt, at, train, engine, symbolic, strict, debug):
     if strict and report.unmodeled:
         ops = ", ".join(op for op, _ in report.unmodeled)
         raise CheckFailed(f"--strict: {len(report.unmodeled)} op(s) have no cost rule: {ops}")
+
+
+def _configured_engine() -> str:
+    """The engine from the nearest pyproject.toml's [tool.depthscope], else auto (a broken config is check's to report)."""
+    from .config import load_config
+
+    try:
+        return load_config().settings.get("engine") or "auto"
+    except DepthscopeError:
+        return "auto"
 
 
 @cli.command("rules")

@@ -289,3 +289,14 @@ def recurrent(call: OpCall) -> Cost:
     mode = module.mode  # "LSTM", "GRU", "RNN_TANH" or "RNN_RELU"
     return recurrent_cost(mode, batch, steps, x.shape[-1], module.hidden_size, getattr(module, "proj_size", 0) or 0,
                           module.num_layers, module.bidirectional, module.bias, h0 is not None)
+
+
+def standin_display(target, args) -> tuple[str, str] | None:
+    """(op name, module type) to report for a stand-in node: what the user wrote, not depthscope's op."""
+    if target is torch.ops.depthscope.recurrent.default:
+        module = _RECURRENT.get(args[3])
+        if module is not None:
+            return f"aten.{module.mode.lower()}.input", type(module).__name__
+    if target is torch.ops.depthscope.associative_scan.default:
+        return "higher_order.associative_scan", ""
+    return None
