@@ -329,12 +329,33 @@ def _short(s: float) -> str:
 
 
 def _progress(total: int, symbol: str):
-    """A tqdm bar on stderr when tqdm is installed and stderr is a terminal; else None."""
+    """A progress bar on stderr: tqdm's when installed, else click's (a dependency already); silent off a terminal."""
     try:
         from tqdm.auto import tqdm
     except ImportError:
-        return None
+        return _ClickBar(total, f"timing {symbol}")
     return tqdm(total=total, desc=f"timing {symbol}", unit="size", file=sys.stderr, disable=None, leave=False)
+
+
+class _ClickBar:
+    """The slice of tqdm's interface validate uses, drawn by click.progressbar."""
+
+    def __init__(self, total: int, label: str):
+        import click
+
+        self._bar = click.progressbar(length=total, label=label, file=sys.stderr,
+                                      item_show_func=lambda _: self._note)
+        self._note = ""
+        self._bar.__enter__()
+
+    def set_postfix_str(self, text: str, refresh: bool = False):
+        self._note = text
+
+    def update(self, n: int = 1):
+        self._bar.update(n)
+
+    def close(self):
+        self._bar.__exit__(None, None, None)
 
 
 def summarise(report, profile, device, device_name, symbol, held, requested, done, stop_reason, elapsed,
