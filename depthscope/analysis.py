@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import operator
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -440,6 +442,24 @@ _HOP_HANDLERS.update(cond=_hop_cond, scan=_hop_scan, map_impl=_hop_map, map=_hop
 
 def analyze_captured(captured: Captured, rules: dict | None = None) -> Report:
     """Cost every node, sum work, and find the longest path by pruned linear-form max."""
+    with _gc_paused():
+        return _analyze(captured, rules)
+
+
+@contextlib.contextmanager
+def _gc_paused():
+    """The walk allocates many small acyclic objects; Python's cyclic GC rescanning export's large heap on every
+    generation-2 pass made analysis time superlinear in graph size (48 GPT-2 layers: 0.52 s with, 0.26 s without)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _analyze(captured: Captured, rules: dict | None) -> Report:
     walker = _Walker(captured, rules)
     outputs = walker.walk(walker.gm)
     final = prune([e for f in outputs for e in f], walker.dom) or [ROOT]
