@@ -20,7 +20,7 @@ import re
 import sympy
 
 from .errors import InputError
-from .symbols import big_o, evaluate
+from .symbols import as_expr, big_o, evaluate
 
 SCHEMA = "depthscope.predict/1"
 SEARCH_CAP = 2**40  # crossover search limit for a symbol without a max
@@ -95,7 +95,7 @@ def complete_sizes(report, given: dict[str, int], defaults: dict[str, int]) -> t
 
 
 def _value(expr, report, sizes: dict[str, int]) -> float:
-    return float(evaluate(sympy.sympify(expr), report.symbol_values(sizes)))
+    return float(evaluate(as_expr(expr), report.symbol_values(sizes)))
 
 
 def _polynomial_part(expr) -> sympy.Expr:
