@@ -213,6 +213,9 @@ def export_model(spec: ModelSpec, train: bool = False):
     then torch's joint forward-backward graph of that program.
     """
     model = spec.model
+    if train and not any(p.requires_grad for p in model.parameters()):
+        raise InputError(f"{spec.source or spec.name}: --train differentiates the loss with respect to the model's "
+                         "parameters, and this model has none that require gradients")
     was_training = model.training
     model.train(train)
     target = _loss_module(model, spec.loss) if train else model

@@ -150,7 +150,37 @@ def from_torch(expr: sympy.Expr, rename: dict[sympy.Symbol, sympy.Expr]) -> symp
     fmap = _torch_function_map()
     if any(expr.has(cls) for cls in fmap):
         expr = _rewrite(expr, fmap)
+    if expr.has(sympy.floor, sympy.ceiling):
+        expr = expr.replace(lambda e: isinstance(e, (sympy.floor, sympy.ceiling)), _split_rounding)
     return expr
+
+
+def _split_rounding(e):
+    """floor(p + r) = p + floor(r) for the integer-valued terms p of the argument; then floor(c/X) = -1 and
+    ceiling(c'/X) = 1 for sizes X >= 1 and -1 <= c < 0 < c' <= 1. Turns ceil-division leftovers such as
+    floor((b*n + n - 1)/n) into b."""
+    terms = sympy.Add.make_args(sympy.expand(e.args[0]))
+    whole = [t for t in terms if t.is_integer]
+    rest = sympy.Add(*[t for t in terms if not t.is_integer])
+    if rest == 0:
+        return sympy.Add(*whole)
+    coeff, frac = rest.as_coeff_Mul()
+    if coeff.is_Rational and frac != 1 and _reciprocal_size(frac):
+        if isinstance(e, sympy.floor) and -1 <= coeff < 0:
+            return sympy.Add(*whole) - 1
+        if isinstance(e, sympy.ceiling) and 0 < coeff <= 1:
+            return sympy.Add(*whole) + 1
+    if not whole:
+        return e
+    return sympy.Add(*whole) + e.func(rest)
+
+
+def _reciprocal_size(e) -> bool:
+    """1/X with X a product of positive integer sizes (so 0 < 1/X <= 1)."""
+    base, exp = e.as_base_exp()
+    if not (exp.is_Integer and exp < 0):
+        return False
+    return all(f.is_integer and f.is_positive for f in sympy.Mul.make_args(base))
 
 
 def _rewrite(expr, fmap):

@@ -142,3 +142,20 @@ def test_data_dependent_sizes_become_named_unknowns():
     u = size_symbol(unbacked[0])
     assert u in report.work.free_symbols
     assert report.evaluate(b=4, n=8, **{name: 5 for name in unbacked})["work"] > 0
+
+
+class Bags(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.bag = torch.nn.EmbeddingBag(100, 16, mode="mean")
+
+    def forward(self, ids):
+        return self.bag(ids)
+
+
+def test_ceil_division_leftovers_simplify():
+    # a 2-D EmbeddingBag input becomes offsets = arange(0, b*n, n): torch sizes it floor((b*n + n - 1)/n) = b
+    report = depthscope.analyze(Bags(), (torch.randint(0, 100, (4, 6)),), dynamic_shapes={"ids": {0: Dim("b"), 1: Dim("n")}})
+    assert sympy.expand(report.work - (32 * b * n + b)) == 0  # gather + per-bag sums of 16 wide rows; the offsets
+    assert report.depth == clog2(n) + 2  # offsets, gather, then a tree over each bag of n
+    assert report.big_o["depth"] == sympy.log(n)

@@ -6,6 +6,7 @@ axis that maps onto one destination) collide on one destination and are combined
 
 from __future__ import annotations
 
+import sympy
 from torch import ops
 
 from ..cost import Cost
@@ -82,12 +83,31 @@ def scatter_accumulate(call: OpCall) -> Cost:
 
 
 @register(aten.embedding_bag, aten._embedding_bag, work="2 * numel(indices) * D",
-          depth="1 + ceil(log2 numel(indices))")
+          depth="1 + ceil(log2(numel(indices) / bags))")
 def embedding_bag(call: OpCall) -> Cost:
-    """Gather the bag's rows, then reduce each bag: depth 1 + ceil(log2 rows)."""
+    """Gather every index's row, then reduce each bag with a tree. Bags of a 2-D input are equal (n indices each):
+    exact. With explicit offsets the bag sizes are data: the tree is charged for the mean bag, numel / bags."""
     weight, indices = call.args[0], call.args[1]
     dim = weight.shape[-1]
-    return Cost(indices.numel * dim, 1) + Cost(indices.numel * dim, clog2(indices.numel))
+    bag = _mean_bag(call, indices)
+    return Cost(indices.numel * dim, 1) + Cost(indices.numel * dim, clog2(bag))
+
+
+def _mean_bag(call: OpCall, indices: TensorMeta):
+    offsets = call.arg("offsets")
+    if not isinstance(offsets, TensorMeta) or indices.ndim != 1:
+        return indices.shape[-1] if indices.ndim == 2 else indices.numel
+    bags = offsets.numel - (1 if call.arg("include_last_offset", False) else 0)
+    return sympy.cancel(indices.numel / bags) if bags != 0 else indices.numel
+
+
+@register(aten._embedding_bag_backward, aten._embedding_bag_dense_backward, aten.embedding_backward,
+          work="numel(grad weight) + numel(indices) * D", depth="2 + ceil(log2 numel(indices))")
+def embedding_bag_backward(call: OpCall) -> Cost:
+    """The weight gradient is an accumulating scatter of every index's row: rows hit by many indices sum by a tree."""
+    indices = call.args[1]
+    dim = call.out.shape[-1] if call.out.ndim else sympy.S.One
+    return Cost(call.out.numel + indices.numel * dim, 2 + clog2(indices.numel))
 
 
 __all__ = ["accumulate", "broadcast_shape", "gather", "scatter"]

@@ -16,7 +16,7 @@ register_free(
     aten.split_with_sizes, aten.chunk, aten.tensor_split, aten.unbind, aten.flatten, aten.unflatten,
     aten.alias, aten.detach, aten.detach_, aten.lift_fresh, aten.narrow, aten.as_strided,
     aten.view_as, aten.view_as_real, aten.view_as_complex, aten.movedim, aten.swapaxes,
-    aten.diagonal, aten.unfold, aten.real, aten.imag, aten.conj, aten.resolve_conj, aten.resolve_neg,
+    aten.diagonal, aten.unfold, aten.real, aten.imag, aten.conj, aten._conj, aten._neg_view, aten.resolve_conj, aten.resolve_neg,
     aten.sym_size, aten.sym_stride, aten.sym_numel, aten.sym_storage_offset,
     aten._assert_tensor_metadata, aten._assert_scalar, aten.sym_constrain_range,
     aten.sym_constrain_range_for_size, aten._assert_async, aten.size, aten.stride, aten.dim, aten.numel,
