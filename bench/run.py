@@ -50,8 +50,8 @@ def measure_one(name: str, layers: int | None) -> dict:
     import torch
     from torch.export import Dim
 
-    from depthscope.analysis import analyze_captured
-    from depthscope.capture import ModelSpec, capture
+    from depthscope.engine.analysis import analyze_captured
+    from depthscope.capture.export import ModelSpec, capture
 
     cls, cfg, limits = _config(name, layers)
     cfg._attn_implementation = "sdpa"

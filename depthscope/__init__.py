@@ -9,18 +9,18 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "CaptureError": ".errors",
     "CheckFailed": ".errors",
-    "Cost": ".cost",
+    "Cost": ".cost.value",
     "DepthscopeError": ".errors",
     "InputError": ".errors",
-    "OpCall": ".rules",
-    "Report": ".analysis",
-    "TensorMeta": ".rules",
-    "analyze": ".api",
-    "analyze_file": ".api",
+    "OpCall": ".cost.registry",
+    "Report": ".engine.analysis",
+    "TensorMeta": ".cost.registry",
+    "analyze": ".pipeline",
+    "analyze_file": ".pipeline",
     "big_o": ".symbols",
     "clog2": ".symbols",
-    "register": ".rules",
-    "rule": ".rules.registry",
+    "register": ".cost.registry",
+    "rule": ".cost.registry",
 }
 
 

@@ -8,7 +8,7 @@ import traceback
 
 import click
 
-from .errors import EXIT_INTERNAL, EXIT_USAGE, CheckFailed, DepthscopeError, InputError
+from depthscope.errors import EXIT_INTERNAL, EXIT_USAGE, CheckFailed, DepthscopeError, InputError
 
 _AT = re.compile(r"^([A-Za-z_]\w*)=(\d+)$")
 
@@ -44,9 +44,9 @@ def cli():
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
 def analyze(path, fmt, at, train, engine, symbolic, strict, debug):
     """Analyze the model file PATH: exact work, depth and parallelism, their big-O, and the critical path."""
-    from .api import analyze_file
-    from .report import render
-    from .report.table import unmodeled_warning
+    from depthscope.pipeline import analyze_file
+    from depthscope.report import render
+    from depthscope.report.table import unmodeled_warning
 
     sizes = parse_at(at)
     engine = engine or _configured_engine()
@@ -64,7 +64,7 @@ def analyze(path, fmt, at, train, engine, symbolic, strict, debug):
 
 def _configured_engine() -> str:
     """The engine from the nearest pyproject.toml's [tool.depthscope], else auto (a broken config is check's to report)."""
-    from .config import load_config
+    from depthscope.config import load_config
 
     try:
         return load_config().settings.get("engine") or "auto"
@@ -80,7 +80,7 @@ def rules_command(fmt):
 
     from tabulate import tabulate
 
-    from .rules.registry import describe, modeled_ops, op_name
+    from depthscope.cost.registry import describe, modeled_ops, op_name
 
     rows = [(op_name(op), *describe(rule)) for op, rule in modeled_ops()]
     if fmt == "json":
@@ -93,8 +93,8 @@ def main(argv: list[str] | None = None) -> int:
     """Run the CLI and return its exit code instead of exiting."""
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
-    if debug or "depthscope.capture" in sys.modules:  # importing capture imports torch: only when needed
-        from . import capture
+    if debug or "depthscope.capture.export" in sys.modules:  # importing capture imports torch: only when needed
+        from depthscope.capture import export as capture
 
         capture.VERBOSE = debug
     try:
@@ -128,13 +128,13 @@ def entry_point() -> None:
 
 
 # predict and validate (docs/predict-and-validate.md)
-from .predict import predict_command  # noqa: E402
-from .validate import validate_command  # noqa: E402
+from depthscope.predict.model import predict_command  # noqa: E402
+from depthscope.predict.validate import validate_command  # noqa: E402
 
 cli.add_command(predict_command)
 cli.add_command(validate_command)
 
 
-from .check import check_command  # noqa: E402 - registered after the group is defined
+from depthscope.check.command import check_command  # noqa: E402 - registered after the group is defined
 
 cli.add_command(check_command)

@@ -22,8 +22,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from .budget import BudgetError, Class, parse_budget
-from .errors import InputError
+from depthscope.check.budget import BudgetError, Class, parse_budget
+from depthscope.errors import InputError
 
 try:  # Python 3.11+
     import tomllib

@@ -11,7 +11,7 @@ import sympy
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from depthscope.budget import BudgetError, Class, class_of_expr, parse_budget
+from depthscope.check.budget import BudgetError, Class, class_of_expr, parse_budget
 from depthscope.errors import InputError
 from depthscope.symbols import size_symbol
 

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 import depthscope.cli as cli
 from check_models import HELPERS, LOOP_RNN, MLP, RNN_DEPTH_MESSAGE, attention
-from depthscope.check import Cache, _gh_data, _gh_property, import_closure, read_lock
+from depthscope.check.command import Cache, _gh_data, _gh_property, import_closure, read_lock
 from depthscope.config import CheckEntry, cli_defaults, load_config
 from depthscope.errors import InputError
 

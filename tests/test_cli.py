@@ -165,12 +165,12 @@ def test_unmodeled_op_is_counted_not_zero(write_model):
 
 
 def test_internal_error_exits_101_without_traceback(monkeypatch, capsys):
-    import depthscope.api
+    import depthscope.pipeline
 
     def boom(path, **kwargs):
         raise RuntimeError("engine bug")
 
-    monkeypatch.setattr(depthscope.api, "analyze_file", boom)
+    monkeypatch.setattr(depthscope.pipeline, "analyze_file", boom)
     code, _, err = _run(capsys, ["analyze", example("attention.py")])
     assert code == 101 and "internal error" in err and "engine bug" in err and "Traceback" not in err
     code, _, err = _run(capsys, ["analyze", example("attention.py"), "--debug"])

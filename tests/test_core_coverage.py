@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from depthscope.rules import lookup
-from depthscope.rules.registry import DESCRIPTIONS, aten_overloads, describe, modeled_ops
+from depthscope.cost.rules import lookup
+from depthscope.cost.registry import DESCRIPTIONS, aten_overloads, describe, modeled_ops
 
 
 def test_core_aten_ops_all_have_rules():

@@ -9,7 +9,7 @@ from torch.export import Dim
 
 import depthscope
 import depthscope.cli as cli
-from depthscope.rules.registry import RULES, USER_RULES, aten_overloads, resolve_op
+from depthscope.cost.registry import RULES, USER_RULES, aten_overloads, resolve_op
 from depthscope.symbols import clog2, size_symbol
 
 n = size_symbol("n")

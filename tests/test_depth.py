@@ -6,7 +6,7 @@ import torch
 from torch.export import Dim
 
 import depthscope
-from depthscope.depth import Dominance, forms_of, to_expr
+from depthscope.engine.paths import Dominance, forms_of, to_expr
 from depthscope.symbols import SymbolInfo, clog2, evaluate, size_symbol
 
 b, n, d = (size_symbol(s) for s in "bnd")

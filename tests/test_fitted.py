@@ -9,8 +9,8 @@ import torch
 from torch.export import Dim
 
 import depthscope
-from depthscope.capture import load_model_file
-from depthscope.fitted import _detect_terms, _fits, analyze_fitted
+from depthscope.capture.export import load_model_file
+from depthscope.engine.fitted import _detect_terms, _fits, analyze_fitted
 from depthscope.symbols import evaluate, size_symbol
 
 b, n = size_symbol("b"), size_symbol("n")

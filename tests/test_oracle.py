@@ -28,7 +28,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
 import depthscope
-from depthscope.rules import OpCall, TensorMeta, lookup
+from depthscope.cost.rules import OpCall, TensorMeta, lookup
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXAMPLE_ATTENTION = os.path.join(ROOT, "examples", "attention.py")

@@ -8,9 +8,9 @@ import sympy
 
 import depthscope.cli as cli
 from conftest import example
-from depthscope.analysis import PathStep, Report
+from depthscope.engine.analysis import PathStep, Report
 from depthscope.errors import InputError
-from depthscope.predict import (
+from depthscope.predict.model import (
     critical_path_launches,
     crossover,
     parse_sizes,
@@ -19,7 +19,7 @@ from depthscope.predict import (
     regime_sentence,
     speedup_ps,
 )
-from depthscope.profiles import A100, H100, DeviceProfile, cpu_profile, load_profile, profile_from_dict
+from depthscope.predict.profiles import A100, H100, DeviceProfile, cpu_profile, load_profile, profile_from_dict
 from depthscope.symbols import SymbolInfo, clog2, size_symbol
 
 n = size_symbol("n")

@@ -18,9 +18,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch.utils import flop_counter
 
-from depthscope.rules import FREE_OPS, RULES, OpCall, TensorMeta, lookup
-from depthscope.rules.elementwise import elementwise
-from depthscope.rules.registry import unmodeled
+from depthscope.cost.rules import FREE_OPS, RULES, OpCall, TensorMeta, lookup
+from depthscope.cost.rules.elementwise import elementwise
+from depthscope.cost.registry import unmodeled
 from depthscope.symbols import big_o, clog2, evaluate, size_symbol
 
 aten = torch.ops.aten

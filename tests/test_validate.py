@@ -12,7 +12,7 @@ import torch
 import depthscope.cli as cli
 from conftest import example
 from depthscope.errors import InputError
-from depthscope.validate import fit_time, nnls, nnls_exhaustive, r_squared, slope, verdict
+from depthscope.predict.validate import fit_time, nnls, nnls_exhaustive, r_squared, slope, verdict
 
 HAS_MPL = True
 try:
@@ -155,14 +155,14 @@ def test_plot_file_is_written(small_run):
 
 def test_plot_without_matplotlib_exits_2(monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)
-    from depthscope.plot import require_matplotlib
+    from depthscope.predict.plot import require_matplotlib
 
     with pytest.raises(InputError, match=r"pip install 'depthscope\[plot\]'"):
         require_matplotlib()
 
 
 def test_gpt_integer_inputs_stay_valid():
-    from depthscope.validate import run_validation
+    from depthscope.predict.validate import run_validation
 
     result = run_validation(example("gpt.py"), "n", [8, 16, 32], repeats=1, threads=1, progress=False)
     assert result["sizes"] == [8, 16, 32] and result["held"] == {"b": 2}

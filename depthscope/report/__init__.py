@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import json, markdown, table
+from depthscope.report import json, markdown, table
 
 RENDERERS = {"table": table.render, "json": json.render, "markdown": markdown.render}
 

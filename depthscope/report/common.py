@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..symbols import evaluate, fmt
+from depthscope.symbols import evaluate, fmt
 
 DISPLAY_SIZE = 1024  # shares are computed here when no --at sizes are given (capped by each Dim's range)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from ..symbols import big_o, fmt
+from depthscope.symbols import big_o, fmt
 
 
 def _metric(expr) -> dict:
@@ -12,7 +12,7 @@ def _metric(expr) -> dict:
 
 
 def report_dict(report, at: dict[str, int] | None = None) -> dict:
-    from ..analysis import SCHEMA
+    from depthscope.engine.analysis import SCHEMA
 
     bo = report.big_o
     out = {

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .table import sections, unknowns_note, unmodeled_warning
+from depthscope.report.table import sections, unknowns_note, unmodeled_warning
 
 
 def render(report, at: dict[str, int] | None = None) -> str:

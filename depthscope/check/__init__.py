@@ -1,0 +1,1 @@
+"""`depthscope check`: complexity budgets, the lock file, the analysis cache, and the command."""

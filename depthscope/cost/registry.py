@@ -1,0 +1,259 @@
+"""The op-rule registry: one source of truth mapping ATen overloads to pure cost functions of shapes."""
+
+from __future__ import annotations
+
+import functools
+import operator
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import sympy
+import torch
+
+from depthscope.cost.value import FREE, Cost
+from depthscope.symbols import ONE, numel
+
+
+@dataclass(frozen=True)
+class TensorMeta:
+    """A tensor as a rule sees it: a symbolic shape (sympy) and a dtype."""
+
+    shape: tuple
+    dtype: Any = None
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def numel(self) -> sympy.Expr:
+        return numel(self.shape)
+
+    def size(self, dim: int) -> sympy.Expr:
+        return self.shape[dim] if self.shape else ONE
+
+
+@dataclass(frozen=True)
+class OpCall:
+    """One call of an op: arguments (tensors as TensorMeta, sizes as sympy) and output tensors."""
+
+    op: Any
+    args: tuple = ()
+    kwargs: dict = field(default_factory=dict)
+    outputs: tuple = ()
+
+    @property
+    def out(self) -> TensorMeta:
+        """The first tensor output."""
+        return self.outputs[0] if self.outputs else TensorMeta(())
+
+    def arg(self, name: str, default=None):
+        """An argument by schema name, positional or keyword, or its schema default."""
+        names = _schema_names(self.op)
+        if name in self.kwargs:
+            return self.kwargs[name]
+        if name in names:
+            i = names.index(name)
+            if i < len(self.args):
+                return self.args[i]
+            schema_default = _schema_defaults(self.op).get(name, _MISSING)
+            if schema_default is not _MISSING and default is None:
+                return schema_default
+        return default
+
+    def tensors(self) -> list[TensorMeta]:
+        """Every tensor argument, in order (lists flattened)."""
+        found = []
+        for a in list(self.args) + list(self.kwargs.values()):
+            if isinstance(a, TensorMeta):
+                found.append(a)
+            elif isinstance(a, (list, tuple)):
+                found.extend(x for x in a if isinstance(x, TensorMeta))
+        return found
+
+
+_MISSING = object()
+
+
+@functools.lru_cache(maxsize=None)
+def _schema_names(op) -> list[str]:
+    schema = getattr(op, "_schema", None)
+    return [a.name for a in schema.arguments] if schema is not None else []
+
+
+@functools.lru_cache(maxsize=None)
+def _schema_defaults(op) -> dict:
+    schema = getattr(op, "_schema", None)
+    if schema is None:
+        return {}
+    return {a.name: a.default_value for a in schema.arguments if a.has_default_value()}
+
+
+Rule = Callable[[OpCall], Cost]
+
+RULES: dict[Any, Rule] = {}
+FREE_OPS: set = set()
+# Readable work and depth formulas per rule, for `depthscope rules` (K = contracted size, k = reduced size, ...).
+DESCRIPTIONS: dict[Rule, tuple[str, str]] = {}
+
+
+def resolve_op(op) -> list:
+    """The overloads an op reference stands for: an OpOverload, a packet (all overloads), a custom_op
+    definition, or a name such as "aten::mm", "aten.mm.default" or "mylib::foo"."""
+    if isinstance(op, str):
+        return _resolve_name(op)
+    inner = getattr(op, "_opoverload", None)  # torch.library.custom_op's CustomOpDef
+    if inner is not None:
+        return [inner]
+    if isinstance(op, torch._ops.OpOverloadPacket):
+        return [getattr(op, name) for name in op.overloads()]
+    return [op]
+
+
+def _resolve_name(name: str) -> list:
+    text = name.strip().replace("::", ".")
+    parts = text.split(".")
+    if len(parts) < 2 or not all(p.isidentifier() for p in parts):
+        raise ValueError(f"not an op name: {name!r} (expected e.g. 'aten::mm' or 'mylib.foo.default')")
+    namespace = getattr(torch.ops, parts[0])
+    packet = getattr(namespace, parts[1], None)
+    if packet is None:
+        raise ValueError(f"no such op: {name!r}")
+    if len(parts) == 2:
+        return resolve_op(packet)
+    overload = getattr(packet, parts[2], None)
+    if overload is None:
+        raise ValueError(f"no such overload: {name!r}")
+    return [overload]
+
+
+def register(*ops, work: str | None = None, depth: str | None = None) -> Callable[[Rule], Rule]:
+    """Register a rule for ops (overloads, packets, custom ops or names); registering an op twice is an error.
+
+    `work` and `depth` describe the rule's formulas in words for `depthscope rules`.
+    """
+
+    def decorator(fn: Rule) -> Rule:
+        overloads = [o for op in ops for o in resolve_op(op)]
+        for overload in overloads:
+            if overload in RULES and RULES[overload] is not fn:
+                raise ValueError(f"duplicate cost rule for {overload}: {RULES[overload].__name__} and {fn.__name__}")
+        for overload in overloads:
+            RULES[overload] = fn
+        if work is not None or depth is not None:
+            DESCRIPTIONS[fn] = (work or "?", depth or "?")
+        return fn
+
+    return decorator
+
+
+USER_RULES: set = set()
+
+
+def rule(*ops, work: str | None = None, depth: str | None = None) -> Callable[[Rule], Rule]:
+    """Register a user's cost rule for ops (ATen, custom_op definitions, or names like "mylib::op").
+
+    The rule takes an OpCall and returns a Cost (or a (work, depth) pair). Registering an op that already has
+    a rule is an error; to replace a rule for one analysis, pass `rules={op: fn}` to `depthscope.analyze`.
+    """
+
+    def decorator(fn: Rule) -> Rule:
+        register(*ops, work=work or f"custom: {fn.__name__}", depth=depth or f"custom: {fn.__name__}")(fn)
+        USER_RULES.add(fn)
+        return fn
+
+    return decorator
+
+
+def as_cost(value) -> Cost:
+    """A rule's result as a Cost: a Cost, or a (work, depth) or (work, depth, flops) tuple."""
+    if isinstance(value, Cost):
+        return value
+    if isinstance(value, tuple) and len(value) in (2, 3):
+        return Cost(*value)
+    raise TypeError(f"a cost rule must return a Cost or a (work, depth) tuple, got {type(value).__name__}")
+
+
+def describe(rule: Rule) -> tuple[str, str]:
+    """(work, depth) in words for a rule; a rule without a description shows its docstring's first line."""
+    hit = DESCRIPTIONS.get(rule)
+    if hit is not None:
+        return hit
+    doc = (rule.__doc__ or rule.__name__).strip().splitlines()[0]
+    return doc, doc
+
+
+def register_free(*ops) -> None:
+    """Register views and metadata ops: they move no data and cost nothing."""
+    register(*ops, work="0", depth="0")(free)
+    for op in ops:
+        FREE_OPS.update(resolve_op(op))
+
+
+def free(call: OpCall) -> Cost:
+    """Views, metadata and shape arithmetic: no work, no depth."""
+    return FREE
+
+
+def unmodeled(call: OpCall) -> Cost:
+    """The default for an op without a rule: one operation per output element, depth 1 (reported, never silent)."""
+    return Cost(sum((t.numel for t in call.outputs), sympy.S.Zero) or ONE, ONE)
+
+
+def _is_pointwise(op) -> bool:
+    return torch.Tag.pointwise in getattr(op, "tags", ())
+
+
+def lookup(op, overrides: dict | None = None) -> Rule | None:
+    """The rule for an op: a per-call override, its registered rule, else the elementwise rule for ops torch
+    tags pointwise."""
+    if overrides:
+        rule = overrides.get(op)
+        if rule is not None:
+            return rule
+    rule = RULES.get(op)
+    if rule is not None:
+        return rule
+    if _is_pointwise(op):
+        from depthscope.cost.rules.elementwise import elementwise
+
+        return elementwise
+    return None
+
+
+def op_name(target) -> str:
+    """aten.mm.default, higher_order.cond, operator.getitem: the name reports use for an op."""
+    if isinstance(target, torch._ops.OpOverload):
+        return str(target)
+    if isinstance(target, torch._ops.HigherOrderOperator):
+        return f"higher_order.{target.name()}"
+    name = getattr(target, "__name__", repr(target))
+    module = getattr(target, "__module__", None) or ""
+    if module == "_operator" or (not module and vars(operator).get(name) is target):
+        module = "operator"
+    return f"{module}.{name}" if module else name
+
+
+def aten_overloads(tag=None) -> list:
+    """Every ATen overload torch registers (optionally only those with `tag`), in name order."""
+    found = []
+    for name in sorted(torch._C._dispatch_get_all_op_names()):
+        if not name.startswith("aten::"):
+            continue
+        base, _, overload = name[len("aten::"):].partition(".")
+        packet = getattr(torch.ops.aten, base, None)
+        op = getattr(packet, overload or "default", None) if packet is not None else None
+        if op is None or not isinstance(op, torch._ops.OpOverload):
+            continue
+        if tag is None or tag in op.tags:
+            found.append(op)
+    return found
+
+
+def modeled_ops() -> list[tuple[Any, Rule]]:
+    """Every op with a rule: the registered ones and the ATen ops torch tags pointwise, by name."""
+    table = dict(RULES)
+    for op in aten_overloads(torch.Tag.pointwise):
+        if op not in table:
+            table[op] = lookup(op)
+    return sorted(table.items(), key=lambda item: op_name(item[0]))

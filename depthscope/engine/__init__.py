@@ -1,0 +1,1 @@
+"""Engine: walk the captured graph, track longest paths, fit sweeps, and build the Analysis."""

@@ -1,0 +1,1 @@
+"""Predict and validate: device profiles, Brent's bound and rooflines, timed runs, plots."""
