@@ -51,7 +51,8 @@ def measure_one(name: str, layers: int | None) -> dict:
     from torch.export import Dim
 
     from depthscope.engine.analysis import analyze_captured
-    from depthscope.capture.export import ModelSpec, capture
+    from depthscope.capture.captured import capture
+    from depthscope.model_file import ModelSpec
 
     cls, cfg, limits = _config(name, layers)
     cfg._attn_implementation = "sdpa"

@@ -7,7 +7,8 @@ import warnings
 import torch
 
 from depthscope.engine.analysis import Report, analyze_captured
-from depthscope.capture.export import ModelSpec, capture, load_model_file
+from depthscope.capture.captured import capture
+from depthscope.model_file import ModelSpec, load_model_file
 from depthscope.errors import CaptureError, InputError
 from depthscope.engine.fitted import analyze_fitted
 from depthscope.engine.hyper import analyze_hyper

@@ -9,7 +9,7 @@ import torch
 from torch.export import Dim
 
 import depthscope
-from depthscope.capture.export import load_model_file
+from depthscope.model_file import load_model_file
 from depthscope.engine.fitted import _detect_terms, _fits, analyze_fitted
 from depthscope.symbols import evaluate, size_symbol
 

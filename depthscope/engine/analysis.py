@@ -12,7 +12,7 @@ import sympy
 import torch
 
 from depthscope.cost import rules as _rules  # noqa: F401 - fills the registry
-from depthscope.capture.export import Captured
+from depthscope.capture.captured import Captured
 from depthscope.cost.value import FREE, Cost
 from depthscope.engine.paths import ROOT, Dominance, Entry, add_forms, forms_of, prune, to_expr
 from depthscope.errors import DepthscopeError, InputError, RuleError

@@ -16,7 +16,8 @@ from fractions import Fraction
 import sympy
 
 from depthscope.engine.analysis import Report, analyze_captured
-from depthscope.capture.export import capture, hyperparameters, spec_from_namespace
+from depthscope.capture.captured import capture
+from depthscope.model_file import hyperparameters, spec_from_namespace
 from depthscope.errors import InputError
 from depthscope.engine.fitted import MAX_TERMS, FitInfo, _detect_terms, _fits, _to_expr
 from depthscope.symbols import SymbolInfo, size_symbol

@@ -47,33 +47,6 @@ def parse_sizes(values, option: str = "--at") -> dict[str, list[int]]:
     return out
 
 
-def example_sizes(spec) -> dict[str, int]:
-    """The size each root Dim has in the model file's example inputs ({} when there are no dynamic shapes)."""
-    try:
-        from torch.export.dynamic_shapes import _combine_args
-
-        from depthscope.engine.fitted import _dim_slots, _root
-    except ImportError:  # pragma: no cover - torch internals moved
-        return {}
-    try:
-        slots = _dim_slots(spec)
-        combined = dict(_combine_args(spec.model, spec.example_inputs, spec.example_kwargs or {}))
-    except Exception:  # noqa: BLE001 - a spec export will reject with a better message later
-        return {}
-    out: dict[str, int] = {}
-    for slot in slots:
-        if _root(slot.dim) is not slot.dim:
-            continue
-        value = combined
-        try:
-            for key in slot.path:
-                value = value[key]
-            out.setdefault(slot.dim.__name__, int(value.shape[slot.axis]))
-        except (KeyError, IndexError, TypeError, AttributeError):
-            continue
-    return out
-
-
 def complete_sizes(report, given: dict[str, int], defaults: dict[str, int]) -> tuple[dict[str, int], list[str]]:
     """Every symbol's size: given, else the example's; returns (sizes, names filled from the example)."""
     sizes, filled = {}, []
@@ -428,7 +401,8 @@ def _command():
     def predict_command(path, at, device_profile, over, fmt, train, engine, debug):
         """Predict time for the model file PATH on a device: Brent's range, burdened depth, speedup, regime."""
         from depthscope.pipeline import analyze_spec
-        from depthscope.capture.export import load_model_file
+        from depthscope.capture.dims import example_sizes
+        from depthscope.model_file import load_model_file
 
         profile = load_profile_arg(device_profile)
         lists = parse_sizes(at)

@@ -202,9 +202,9 @@ def run_validation(path: str, symbol: str, values: list[int], *, held: dict[str,
     import torch
 
     from depthscope.pipeline import analyze_spec
-    from depthscope.capture.export import load_model_file
-    from depthscope.engine.fitted import resized_spec
-    from depthscope.predict.model import complete_sizes, critical_path_launches, example_sizes, point
+    from depthscope.model_file import load_model_file
+    from depthscope.capture.dims import example_sizes, resized_spec
+    from depthscope.predict.model import complete_sizes, critical_path_launches, point
 
     if repeats < 1:
         raise InputError("--repeats must be at least 1")
