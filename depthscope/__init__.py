@@ -7,6 +7,7 @@ __version__ = "0.1.0"
 # The public names are imported on first use (PEP 562), so that commands that need no analysis, such as
 # `depthscope check` with a warm cache, do not pay for importing torch.
 _EXPORTS = {
+    "Analysis": ".engine.analysis",
     "CaptureError": ".errors",
     "CheckFailed": ".errors",
     "Cost": ".cost.value",

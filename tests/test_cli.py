@@ -157,7 +157,7 @@ def test_unmodeled_op_is_counted_not_zero(write_model):
     import depthscope
 
     report = depthscope.analyze_file(write_model(CUSTOM_OP))
-    assert report.unmodeled == [("depthscope_test.mystery.default", 1)]
+    assert report.unmodeled == (("depthscope_test.mystery.default", 1),)
     n = sympy.Symbol("n", integer=True, positive=True)
     # default for the unknown op: one op per output element (2*n), depth 1; then the add: 2*n, depth 1
     assert sympy.expand(report.work - 4 * n) == 0
@@ -181,7 +181,7 @@ def test_json_is_complete_and_every_expression_parses(capsys):
     code, out, _ = _run(capsys, ["analyze", example("attention.py"), "--format", "json", "--at", "b=2", "--at", "n=128"])
     assert code == 0
     data = json.loads(out)
-    assert data["schema"] == "depthscope.report/1"
+    assert data["schema"] == "depthscope.report/2"
     assert data["engine"] == "symbolic"
     for key in ("model", "symbols", "work", "depth", "parallelism", "ops", "modules", "critical_path", "unmodeled", "at", "values"):
         assert key in data

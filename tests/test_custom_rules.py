@@ -51,12 +51,12 @@ def registered():
 
 def test_custom_op_is_unmodeled_without_a_rule():
     report = _analyze()
-    assert report.unmodeled == [("depthscope_rules_test.segment_sum.default", 1)]
+    assert report.unmodeled == (("depthscope_rules_test.segment_sum.default", 1),)
 
 
 def test_registered_rule_models_the_custom_op(registered):
     report = _analyze()
-    assert report.unmodeled == []
+    assert report.unmodeled == ()
     assert sympy.expand(report.work - (3 * n + 3)) == 0
     assert report.depth == clog2(n) + 1
 

@@ -10,7 +10,8 @@ from torch.export import Dim
 
 import depthscope
 from depthscope.model_file import load_model_file
-from depthscope.engine.fitted import _detect_terms, _fits, analyze_fitted
+from depthscope.engine.fit import detect_terms, fits
+from depthscope.engine.fitted import analyze_fitted
 from depthscope.symbols import evaluate, size_symbol
 
 b, n = size_symbol("b"), size_symbol("n")
@@ -26,18 +27,18 @@ EXAMPLES = pathlib.Path(__file__).resolve().parent.parent / "examples"
 ], ids=["linear", "quadratic", "log", "n-log-squared", "n-log-n-plus-n"])
 def test_detects_the_smallest_exact_form(fn, terms):
     points = [({"n": v}, fn(v)) for v in (4, 8, 16, 32, 64, 128)]
-    assert _detect_terms("n", points) == terms
+    assert detect_terms("n", points) == terms
 
 
 def test_no_form_is_detected_for_square_roots():
     points = [({"n": v}, math.isqrt(v) * 10) for v in (4, 8, 16, 32, 64, 128)]
-    assert _detect_terms("n", points) is None
+    assert detect_terms("n", points) is None
 
 
 def test_joint_fit_of_a_product_basis():
     basis = [{}, {"b": (1, 0)}, {"n": (1, 0)}, {"b": (1, 0), "n": (2, 0)}]
     points = [({"b": x, "n": y}, 4 * x * y * y + 2 * y + 9) for x in (2, 4, 8) for y in (4, 8, 16)]
-    assert _fits(basis, points) == [9, 0, 2, 4]
+    assert fits(basis, points) == [9, 0, 2, 4]
 
 
 def test_loop_rnn_example_is_fitted_with_held_out_check():
@@ -74,7 +75,7 @@ class IrregularLoop(torch.nn.Module):
         return x
 
 
-def test_refuses_when_no_form_fits():
+def test_refuses_when_no_formfits():
     with pytest.raises(depthscope.InputError, match="cannot describe it"):
         depthscope.analyze(IrregularLoop(), (torch.randn(2, 8),), dynamic_shapes={"x": {1: Dim("n")}}, engine="fitted")
 

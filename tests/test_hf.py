@@ -52,7 +52,7 @@ def test_hf_big_o(hf_report):
 
 
 def test_hf_nothing_unmodeled(hf_report):
-    assert hf_report.unmodeled == []
+    assert hf_report.unmodeled == ()
 
 
 def test_hf_depth_is_one_closed_form(hf_report):
@@ -91,7 +91,7 @@ def test_gpt2_small_on_meta_end_to_end():
     done = time.perf_counter()
     print(f"\nGPT-2 small: build {built - start:.2f} s, analyze {done - built:.2f} s, total {done - start:.2f} s, "
           f"{r.node_count} nodes; depth {r.depth}")
-    assert r.unmodeled == []
+    assert r.unmodeled == ()
     assert "Max" not in str(r.depth)
     assert r.depth.free_symbols == {n}
     a, c = linear_in_clog2(r.depth)

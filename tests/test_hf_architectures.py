@@ -37,7 +37,7 @@ ARCHITECTURES = {
 @pytest.mark.parametrize("arch", list(ARCHITECTURES), ids=list(ARCHITECTURES))
 def test_text_architecture(arch):
     report = ARCHITECTURES[arch]()
-    assert report.unmodeled == []
+    assert report.unmodeled == ()
     assert report.big_o["work"] == b * n**2
     assert report.big_o["depth"] == sympy.log(n)
     assert "Max" not in str(report.depth)
@@ -50,7 +50,7 @@ def test_vit_over_batch_and_image_size():
     model = tf.ViTModel(cfg).eval()
     report = depthscope.analyze(model, (torch.randn(2, 3, 32, 32),), dynamic_shapes={"pixel_values": {0: Dim("b")}},
                                 engine="symbolic")
-    assert report.unmodeled == []
+    assert report.unmodeled == ()
     assert report.big_o["work"] == b
     assert report.big_o["depth"] == 1
 
@@ -65,5 +65,5 @@ def test_mamba_slow_path_is_sequential():
     report = depthscope.analyze(model, (torch.randint(0, 50, (2, 16)),), on_fallback=reasons.append,
                                 dynamic_shapes={"input_ids": {0: Dim("b"), 1: Dim("n", max=32)}})
     assert reasons and "falling back to the fitted engine" in reasons[0]
-    assert report.engine == "fitted" and report.fit.heldout_passed and report.unmodeled == []
+    assert report.engine == "fitted" and report.fit.heldout_passed and report.unmodeled == ()
     assert report.big_o == {"work": b * n, "depth": n, "parallelism": b}

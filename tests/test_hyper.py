@@ -39,7 +39,7 @@ symbolic = ("d",)
 
 def test_single_head_attention_in_d(write_model):
     report = depthscope.analyze_file(write_model(SINGLE_HEAD))
-    assert report.engine == "fitted" and report.fit.fitted_in == ["d"] and report.fit.heldout_passed
+    assert report.engine == "fitted" and report.fit.fitted_in == ("d",) and report.fit.heldout_passed
     assert report.big_o["work"] == b * n**2 * d + b * n * d**2
     assert report.big_o["depth"] == sympy.log(n) + sympy.log(d)
     # hand count: 3 projections 2*b*n*d*d, scores 2*b*n*n*d, scale b*n*n, softmax 5*b*n*n, times V 2*b*n*n*d

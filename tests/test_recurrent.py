@@ -97,7 +97,7 @@ def test_closed_form_equals_the_unrolled_cell(case):
     report = depthscope.analyze(Library(mode, input_size, hidden, layers, bidirectional),
                                 _inputs(3, 5, input_size, hidden, layers, bidirectional),
                                 dynamic_shapes=dyn, engine="symbolic")
-    assert report.engine == "symbolic" and report.unmodeled == []
+    assert report.engine == "symbolic" and report.unmodeled == ()
     assert report.big_o["depth"] == n and report.big_o["work"] == b * n
     for batch, steps in [(2, 3), (3, 7)]:
         ref = depthscope.analyze(UnrolledCell(mode, input_size, hidden, layers, bidirectional),
@@ -123,7 +123,7 @@ def test_tagger_without_initial_state_and_module_restored():
     model = Tagger()
     report = depthscope.analyze(model, (torch.randint(0, 100, (2, 8)),),
                                 dynamic_shapes={"tokens": {0: Dim("b"), 1: Dim("n")}})
-    assert report.engine == "symbolic" and report.unmodeled == []
+    assert report.engine == "symbolic" and report.unmodeled == ()
     assert report.big_o == {"work": b * n, "depth": n, "parallelism": b}
     assert isinstance(model.rnn, nn.LSTM)  # the stand-in is gone after capture
-    assert "rnn" in {m.path for m in report.modules}
+    assert "rnn" in {m.path for m in report.modules()}

@@ -2,7 +2,7 @@
 
 Each model is exported once (torch.export with Dims), analysed symbolically, and checked against the big-O class
 its algorithm has in the work-depth model (shared/BACKGROUND.md) and, where the arithmetic is short, against the
-exact formula derived by hand here. Every op must be modeled (`report.unmodeled == []`).
+exact formula derived by hand here. Every op must be modeled (`report.unmodeled == ()`).
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ def analyze(model, inputs, dynamic_shapes):
     torch.manual_seed(0)
     report = depthscope.analyze(model, inputs, dynamic_shapes=dynamic_shapes)
     assert report.engine == "symbolic"
-    assert report.unmodeled == []
+    assert report.unmodeled == ()
     return report
 
 

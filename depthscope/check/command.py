@@ -65,8 +65,9 @@ def summarize(report, fallback: str | None = None) -> dict:
         except (TypeError, ValueError, AttributeError):
             return 0.0
 
+    sizes = {name: int(ref[info.symbol]) for name, info in report.symbols.items()}
     groups: dict[tuple[str, str], object] = {}
-    for step in report.critical_path:
+    for step in report.critical_path(sizes).steps:
         key = (step.module, op_display(step.op))
         groups[key] = groups.get(key, 0) + as_expr(step.depth)
     depth_groups = [{"module": m, "op": op, "class": class_of_expr(d).to_json(), "ref": value(d)}
@@ -74,7 +75,7 @@ def summarize(report, fallback: str | None = None) -> dict:
     depth_groups.sort(key=lambda g: (-g["ref"], g["module"], g["op"]))
 
     work_ops = []
-    for o in sorted(report.ops, key=lambda o: (-value(o.work), o.op))[:8]:
+    for o in sorted(report.ops(sizes), key=lambda o: (-value(o.work), o.op))[:8]:
         per_module: dict[str, object] = {}
         for node in report.nodes:
             if node.op == o.op:

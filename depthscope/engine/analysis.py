@@ -1,76 +1,155 @@
-"""The engine: cost every node of an exported graph, sum work, find the critical path, build the Report."""
+"""The Analysis: one immutable result for every engine, with its provenance and views at the caller's sizes."""
 
 from __future__ import annotations
 
-import contextlib
-import gc
-import operator
+import functools
 from collections import defaultdict
 from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Mapping
 
 import sympy
-import torch
 
-from depthscope.cost import rules as _rules  # noqa: F401 - fills the registry
-from depthscope.capture.captured import Captured
-from depthscope.engine import control_flow  # noqa: F401 - registers the higher-order op handlers
-from depthscope.engine.walk import NodeCost, walk_captured
-from depthscope.cost.value import FREE, Cost
-from depthscope.engine.paths import ROOT, Dominance, Entry, add_forms, forms_of, prune, to_expr
-from depthscope.errors import DepthscopeError, InputError, RuleError
-from depthscope.cost.registry import FREE_OPS, USER_RULES, OpCall, TensorMeta, as_cost, lookup, op_name, unmodeled
-from depthscope.capture.standins import standin_display
-from depthscope.symbols import SymbolInfo, big_o, clog2, evaluate, size_symbol
+from depthscope.engine.paths import to_expr
+from depthscope.engine.walk import NodeCost, Walked
+from depthscope.errors import InputError
+from depthscope.symbols import SymbolInfo, big_o, evaluate, size_symbol
 
-SCHEMA = "depthscope.report/1"
-REFERENCE_SIZE = 2**16  # sizes used to pick the critical path among incomparable ones (capped by Dim max)
+SCHEMA = "depthscope.report/2"
+DISPLAY_SIZE = 1024  # views use this size per symbol (clamped into its range) when the caller gives none
+
+EXACT = "exact"  # formulas derived from the symbolic graph
+FITTED_EXACT = "fitted-exact"  # fitted from exact counts; reproduces every held-out size
+APPROXIMATE = "approximate"  # some number is not exact: see `Provenance.reasons`
 
 
-@dataclass
-class OpSummary:
-    op: str
-    count: int
+@dataclass(frozen=True)
+class Formulas:
+    """Work, depth and matmul-family FLOPs of a whole model as sympy expressions."""
+
     work: sympy.Expr
-    depth: sympy.Expr  # this op's share of the critical path
-    status: str
+    depth: sympy.Expr
+    flops: sympy.Expr
 
 
-@dataclass
-class ModuleSummary:
-    path: str
-    type: str
-    work: sympy.Expr
-    depth: sympy.Expr  # this module's share of the critical path
+@dataclass(frozen=True)
+class FitInfo:
+    """What a fitted engine measured: the sizes used to choose and solve the fit, and the held-out check."""
+
+    sizes: tuple = ()
+    heldout: tuple = ()
+    heldout_passed: bool = True
+    seconds: float = 0.0
+    fitted_in: tuple = ()  # the symbols whose dependence was fitted
+
+    def to_dict(self) -> dict:
+        return {"fitted_in": list(self.fitted_in), "sizes": [dict(s) for s in self.sizes],
+                "heldout": [dict(s) for s in self.heldout], "heldout_passed": self.heldout_passed}
 
 
-@dataclass
+@dataclass(frozen=True)
+class Provenance:
+    """How the numbers were obtained, and how far they can be trusted."""
+
+    engine: str = "symbolic"  # "symbolic" or "fitted"
+    mode: str = "inference"  # or "train": forward and backward
+    exactness: str = EXACT  # EXACT, FITTED_EXACT or APPROXIMATE
+    reasons: tuple[str, ...] = ()  # why the result is fitted or approximate, one sentence each
+    fit: FitInfo | None = None
+    fallback: str | None = None  # why the symbolic engine was not used, when it fell back
+    breakdown_at: Mapping | None = None  # fitted: the sizes of the build whose nodes and paths are shown
+
+    def to_dict(self) -> dict:
+        out = {"engine": self.engine, "mode": self.mode, "exactness": self.exactness, "reasons": list(self.reasons),
+               "fallback": self.fallback}
+        if self.breakdown_at is not None:
+            out["breakdown_at"] = dict(self.breakdown_at)
+        return out
+
+
+@dataclass(frozen=True)
 class PathStep:
     node: str
     op: str
     module: str
+    depth: sympy.Expr  # this step's own depth
+
+
+@dataclass(frozen=True)
+class CriticalPath:
+    """One longest chain of dependent ops that no other chain dominates at every size in range."""
+
     depth: sympy.Expr
+    steps: tuple[PathStep, ...]
 
 
-@dataclass
-class Report:
-    """Symbolic work and depth of a model, with breakdowns; expressions are sympy over the user's size symbols."""
+@dataclass(frozen=True)
+class OpSummary:
+    op: str
+    count: int
+    work: sympy.Expr
+    depth: sympy.Expr  # this op's part of the critical path at the view's sizes
+    status: str
+
+
+@dataclass(frozen=True)
+class ModuleSummary:
+    path: str
+    type: str
+    work: sympy.Expr
+    depth: sympy.Expr  # this module's part of the critical path at the view's sizes
+
+
+@dataclass(frozen=True, eq=False)
+class Analysis:
+    """Symbolic work, depth and FLOPs of a model, every node's cost, the candidate critical paths, and provenance."""
 
     model: str
-    symbols: dict[str, SymbolInfo]
+    symbols: Mapping[str, SymbolInfo]
     work: sympy.Expr
     depth: sympy.Expr
     flops: sympy.Expr
-    ops: list[OpSummary]
-    modules: list[ModuleSummary]
-    critical_path: list[PathStep]
-    unmodeled: list[tuple[str, int]]
-    node_count: int
-    engine: str = "symbolic"
-    nodes: list[NodeCost] = field(default_factory=list, repr=False)
-    unknowns: list[tuple[str, str]] = field(default_factory=list)  # (symbol, what it stands for)
-    mode: str = "inference"  # or "train": forward and backward
-    fit: object = None  # the fitted engine's FitInfo
-    breakdown_at: dict | None = None  # fitted engine: the sizes at which ops, modules and the path were taken
+    nodes: tuple[NodeCost, ...] = field(repr=False)
+    paths: tuple[CriticalPath, ...] = field(repr=False)
+    unmodeled: tuple[tuple[str, int], ...] = ()
+    unknowns: tuple[tuple[str, str], ...] = ()  # (symbol, what it stands for)
+    provenance: Provenance = Provenance()
+    op_totals: tuple = field(default=(), repr=False)  # (op, count, work, status), from the nodes
+    module_totals: tuple = field(default=(), repr=False)  # (path, type, work) for every module path
+
+    # -- provenance, for short ------------------------------------------------------------------
+
+    @property
+    def engine(self) -> str:
+        return self.provenance.engine
+
+    @property
+    def mode(self) -> str:
+        return self.provenance.mode
+
+    @property
+    def exactness(self) -> str:
+        return self.provenance.exactness
+
+    @property
+    def is_exact(self) -> bool:
+        """True unless some number is approximate (unmodeled ops, a failed held-out check, ...)."""
+        return self.provenance.exactness != APPROXIMATE
+
+    @property
+    def fit(self) -> FitInfo | None:
+        return self.provenance.fit
+
+    @property
+    def breakdown_at(self) -> dict | None:
+        at = self.provenance.breakdown_at
+        return dict(at) if at is not None else None
+
+    @property
+    def node_count(self) -> int:
+        return len(self.nodes)
+
+    # -- formulas -------------------------------------------------------------------------------
 
     @property
     def parallelism(self) -> sympy.Expr:
@@ -82,7 +161,7 @@ class Report:
         work, depth = big_o(self.work), big_o(self.depth)
         return {"work": work, "depth": depth, "parallelism": work / depth}
 
-    def symbol_values(self, sizes: dict[str, int]) -> dict[sympy.Symbol, int]:
+    def symbol_values(self, sizes: Mapping[str, int]) -> dict[sympy.Symbol, int]:
         """Check sizes against the symbols and their ranges; every symbol needs a value."""
         values = {}
         for name, value in sizes.items():
@@ -104,98 +183,94 @@ class Report:
     def evaluate(self, **sizes: int) -> dict[str, float | int]:
         """Work, depth, FLOPs and parallelism at concrete sizes (exact integers for work, depth, FLOPs)."""
         values = self.symbol_values(sizes)
-        work = _as_number(evaluate(self.work, values))
-        depth = _as_number(evaluate(self.depth, values))
-        flops = _as_number(evaluate(self.flops, values))
+        work = as_number(evaluate(self.work, values))
+        depth = as_number(evaluate(self.depth, values))
+        flops = as_number(evaluate(self.flops, values))
         return {"work": work, "depth": depth, "flops": flops, "parallelism": work / depth if depth else 0.0}
 
-    def to_dict(self, at: dict[str, int] | None = None) -> dict:
+    # -- views at the caller's sizes ------------------------------------------------------------
+
+    def view_sizes(self, at: Mapping[str, int] | None = None) -> dict[str, int]:
+        """The sizes views are taken at: `at` (checked, complete), else DISPLAY_SIZE per symbol within its range."""
+        if at:
+            self.symbol_values(at)
+            return dict(at)
+        sizes = {}
+        for name, info in self.symbols.items():
+            value = max(info.min, DISPLAY_SIZE)
+            sizes[name] = min(value, info.max) if info.max is not None else value
+        return sizes
+
+    def value(self, expr, sizes: Mapping[str, int]) -> float:
+        """expr (over this analysis's symbols, or over the breakdown build's) as a number at `sizes`."""
+        return float(evaluate(expr, self._breakdown_values(sizes)))
+
+    def _breakdown_values(self, sizes: Mapping[str, int]) -> dict:
+        merged = dict(sizes)
+        if self.provenance.breakdown_at:
+            merged.update(self.provenance.breakdown_at)  # nodes of a fitted analysis are those of one build
+        return {size_symbol(k): v for k, v in merged.items()}
+
+    def critical_path(self, at: Mapping[str, int] | None = None) -> CriticalPath:
+        """The longest of the candidate paths at `at` (default: the display sizes): its steps' depths add up to it."""
+        if not self.paths:
+            return CriticalPath(sympy.S.Zero, ())
+        sizes = self.view_sizes(at)
+        return max(self.paths, key=lambda p: self.value(p.depth, sizes))
+
+    def ops(self, at: Mapping[str, int] | None = None) -> list[OpSummary]:
+        """Work per op (heaviest first at the sizes) and each op's part of the critical path there."""
+        sizes = self.view_sizes(at)
+        depth: dict = defaultdict(lambda: sympy.S.Zero)
+        for step in self.critical_path(sizes).steps:
+            depth[step.op] += step.depth
+        ops = [OpSummary(op, count, work, depth.get(op, sympy.S.Zero), status)
+               for op, count, work, status in self.op_totals]
+        ops.sort(key=lambda o: (-self.value(o.work, sizes), o.op))
+        return ops
+
+    def modules(self, at: Mapping[str, int] | None = None) -> list[ModuleSummary]:
+        """Work per module path (every ancestor included; "" is the root's own ops) and its part of the path."""
+        sizes = self.view_sizes(at)
+        depth: dict = defaultdict(lambda: sympy.S.Zero)
+        for step in self.critical_path(sizes).steps:
+            for prefix in module_prefixes(step.module):
+                depth[prefix] += step.depth
+        return [ModuleSummary(path, mtype, work, depth.get(path, sympy.S.Zero))
+                for path, mtype, work in self.module_totals]
+
+    def to_dict(self, at: Mapping[str, int] | None = None) -> dict:
         from depthscope.report.json import report_dict
 
         return report_dict(self, at)
 
 
-def _as_number(expr):
-    expr = sympy.nsimplify(expr) if not expr.is_number else expr
-    if expr.is_Integer:
-        return int(expr)
-    value = float(expr)
-    return int(value) if value.is_integer() else value
+Report = Analysis  # the name before the Analysis had provenance
 
 
-
-def analyze_captured(captured: Captured, rules: dict | None = None) -> Report:
-    """Cost every node, sum work, and find the longest path by pruned linear-form max."""
-    walked = walk_captured(captured, rules)
-    walker = walked
-    report = _build_report(captured, walked.records, walked.record_of, walked.final, walked.dominance)
-    used = {str(x) for e in (report.work, report.depth, report.flops) for x in e.free_symbols}
-    unbacked = [(name, what) for name, what in dict(captured.unbacked).items() if name in used]
-    for name, _ in dict(captured.unbacked).items():
-        if name not in used:
-            report.symbols.pop(name, None)  # a data-dependent size no formula depends on
-    report.unknowns = unbacked + list(walker.unknowns)
-    report.mode = captured.mode
-    return report
-
-
-def _reference_sizes(symbols: dict[str, SymbolInfo]) -> dict:
-    return {s.symbol: (min(REFERENCE_SIZE, s.max) if s.max is not None else REFERENCE_SIZE) for s in symbols.values()}
-
-
-def _build_report(captured: Captured, records, record_of, final, dom) -> Report:
-    work = sympy.expand(sympy.Add(*[r.cost.work for r in records]))
-    flops = sympy.expand(sympy.Add(*[r.cost.flops for r in records]))
-    forms = [e.form for e in final]
-    depth = sympy.Max(*[to_expr(f) for f in forms]) if len(forms) > 1 else to_expr(forms[0])
-
-    ref = _reference_sizes(captured.symbols)
-    critical = max(final, key=lambda e: float(evaluate(to_expr(e.form), ref)))
-    path = []
-    op_depth: dict = defaultdict(lambda: sympy.S.Zero)
-    module_depth: dict = defaultdict(lambda: sympy.S.Zero)
-    for entry in critical.chain():
-        rec = record_of[entry.node]
-        step_depth = to_expr(entry.own)
-        path.append(PathStep(rec.name, rec.op, rec.module, step_depth))
-        op_depth[rec.op] += step_depth
-        for prefix in _prefixes(rec.module):
-            module_depth[prefix] += step_depth
-
+def op_totals(nodes) -> tuple:
+    """(op, count, work, status) per op, summed over the nodes (size-independent, so computed once)."""
     by_op: dict = {}
-    for r in records:
-        s = by_op.setdefault(r.op, [0, [], r.status])
-        s[0] += 1
-        s[1].append(r.cost.work)
-    ops = [OpSummary(op, c, sympy.expand(sympy.Add(*w)), op_depth.get(op, sympy.S.Zero), st) for op, (c, w, st) in by_op.items()]
-    ops.sort(key=lambda o: (-float(evaluate(o.work, ref)), o.op))
+    for node in nodes:
+        entry = by_op.setdefault(node.op, [0, [], node.status])
+        entry[0] += 1
+        entry[1].append(node.cost.work)
+    return tuple((op, count, sympy.expand(sympy.Add(*works)), status) for op, (count, works, status) in by_op.items())
 
+
+def module_totals(nodes) -> tuple:
+    """(path, type, work) per module path and each of its ancestors."""
     by_module: dict = {}
-    for r in records:
-        for prefix in _prefixes(r.module):
-            entry = by_module.setdefault(prefix, [r.module_type if prefix == r.module else "", []])
-            entry[1].append(r.cost.work)
-            if prefix == r.module and not entry[0]:
-                entry[0] = r.module_type
-    modules = [ModuleSummary(p, t, sympy.expand(sympy.Add(*w)), module_depth.get(p, sympy.S.Zero)) for p, (t, w) in by_module.items()]
-
-    unmodeled = sorted(((o.op, o.count) for o in ops if o.status == "unmodeled"), key=lambda x: (-x[1], x[0]))
-    return Report(
-        model=captured.name,
-        symbols=dict(sorted(captured.symbols.items())),
-        work=work,
-        depth=depth,
-        flops=flops,
-        ops=ops,
-        modules=modules,
-        critical_path=path,
-        unmodeled=unmodeled,
-        node_count=len(records),
-        nodes=records,
-    )
+    for node in nodes:
+        for prefix in module_prefixes(node.module):
+            entry = by_module.setdefault(prefix, ["", []])
+            entry[1].append(node.cost.work)
+            if prefix == node.module and not entry[0]:
+                entry[0] = node.module_type
+    return tuple((path, mtype, sympy.expand(sympy.Add(*works))) for path, (mtype, works) in by_module.items())
 
 
-def _prefixes(path: str) -> list[str]:
+def module_prefixes(path: str) -> list[str]:
     """'' (the root) for nodes outside any submodule; else every ancestor path: a, a.b, a.b.c."""
     if not path:
         return [""]
@@ -203,3 +278,83 @@ def _prefixes(path: str) -> list[str]:
     return [".".join(parts[: i + 1]) for i in range(len(parts))]
 
 
+def as_number(expr):
+    """An evaluated formula as an int when integral, else a float."""
+    expr = sympy.nsimplify(expr) if not expr.is_number else expr
+    if expr.is_Integer:
+        return int(expr)
+    value = float(expr)
+    return int(value) if value.is_integer() else value
+
+
+# ---------------------------------------------------------------------------------------------
+# The one constructor
+
+
+def formulas_of(walked: Walked) -> Formulas:
+    """Total work and FLOPs (sums over nodes) and depth (the max over the non-dominated paths) of a walk."""
+    work = sympy.expand(sympy.Add(*[r.cost.work for r in walked.records]))
+    flops = sympy.expand(sympy.Add(*[r.cost.flops for r in walked.records]))
+    forms = [to_expr(e.form) for e in walked.final]
+    depth = sympy.Max(*forms) if len(forms) > 1 else forms[0]
+    return Formulas(work, depth, flops)
+
+
+def paths_of(walked: Walked) -> tuple[CriticalPath, ...]:
+    """Every non-dominated longest path of a walk, as steps with their own depths."""
+    own_depth = functools.lru_cache(maxsize=None)(to_expr)
+    out = []
+    for entry in walked.final:
+        steps = []
+        for link in entry.chain():
+            rec = walked.record_of[link.node]
+            steps.append(PathStep(rec.name, rec.op, rec.module, own_depth(link.own)))
+        out.append(CriticalPath(to_expr(entry.form), tuple(steps)))
+    return tuple(out)
+
+
+def build_analysis(walked: Walked, provenance: Provenance, formulas: Formulas | None = None,
+                   symbols: Mapping[str, SymbolInfo] | None = None) -> Analysis:
+    """The Analysis of a walk; a fitted engine passes its fitted `formulas` and `symbols` over the walk's build.
+
+    The exactness is demoted to approximate, with the reason, when some op has no cost rule.
+    """
+    exact = formulas_of(walked)
+    formulas = formulas or exact
+    captured = walked.captured
+    used = {str(x) for e in (formulas.work, formulas.depth, formulas.flops) for x in e.free_symbols}
+    unbacked = dict(captured.unbacked)
+    if symbols is None:
+        # a data-dependent size that no formula depends on is not a symbol of the result
+        symbols = {name: info for name, info in captured.symbols.items() if name not in unbacked or name in used}
+    unknowns = tuple((name, what) for name, what in unbacked.items() if name in used) + tuple(walked.unknowns)
+
+    counts: dict = {}
+    for node in walked.records:
+        if node.status == "unmodeled":
+            counts[node.op] = counts.get(node.op, 0) + 1
+    unmodeled = tuple(sorted(counts.items(), key=lambda x: (-x[1], x[0])))
+    if unmodeled:
+        listing = ", ".join(f"{op} x{count}" for op, count in unmodeled)
+        provenance = _demoted(provenance, f"{sum(counts.values())} node(s) have no cost rule and were counted at "
+                                          f"the default (work = output elements, depth 1): {listing}")
+    return Analysis(
+        model=captured.name,
+        symbols=MappingProxyType(dict(sorted(symbols.items()))),
+        work=formulas.work,
+        depth=formulas.depth,
+        flops=formulas.flops,
+        nodes=tuple(walked.records),
+        paths=paths_of(walked),
+        unmodeled=unmodeled,
+        unknowns=unknowns,
+        provenance=provenance,
+        op_totals=op_totals(walked.records),
+        module_totals=module_totals(walked.records),
+    )
+
+
+def _demoted(provenance: Provenance, reason: str) -> Provenance:
+    from dataclasses import replace
+
+    return replace(provenance, exactness=APPROXIMATE, reasons=provenance.reasons + (reason,))

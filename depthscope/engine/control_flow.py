@@ -6,7 +6,7 @@ import sympy
 
 from depthscope.cost.value import Cost
 from depthscope.engine.paths import Dominance, add_forms, prune
-from depthscope.engine.walk import HOP_HANDLERS, NodeCost, Outputs, Walker, module_of
+from depthscope.engine.nodes import NodeCost, Outputs, module_of
 from depthscope.symbols import SymbolInfo, clog2, size_symbol
 
 # Higher-order ops that only wrap a subgraph (grad mode, autocast): cost = the subgraph's cost.
@@ -14,7 +14,7 @@ WRAPPER_HOPS = {"wrap_with_set_grad_enabled", "wrap_with_autocast", "wrap", "tag
                 "autograd_function_apply"}
 
 
-def _hop_wrapper(walker: Walker, node, frontier, gm, prefix, records):
+def _hop_wrapper(walker, node, frontier, gm, prefix, records):
     """Grad-mode and autocast wrappers: the subgraph runs once, inline."""
     for i, a in enumerate(node.args):
         sub = walker.subgraph(gm, a)
@@ -24,7 +24,7 @@ def _hop_wrapper(walker: Walker, node, frontier, gm, prefix, records):
     return None
 
 
-def _hop_cond(walker: Walker, node, frontier, gm, prefix, records):
+def _hop_cond(walker, node, frontier, gm, prefix, records):
     """torch.cond: the predicate first, then one branch. Depth: the deeper branch; work: the larger branch."""
     pred, true_arg, false_arg, operands = node.args[:4]
     branches = [walker.subgraph(gm, true_arg), walker.subgraph(gm, false_arg)]
@@ -47,7 +47,7 @@ def _hop_cond(walker: Walker, node, frontier, gm, prefix, records):
     return Outputs(merged)
 
 
-def _hop_scan(walker: Walker, node, frontier, gm, prefix, records):
+def _hop_scan(walker, node, frontier, gm, prefix, records):
     """scan: the body runs once per element of the scanned axis, each step after the previous (depth T x body)."""
     body_arg, init, xs = node.args[:3]
     sub = walker.subgraph(gm, body_arg)
@@ -58,7 +58,7 @@ def _hop_scan(walker: Walker, node, frontier, gm, prefix, records):
     return walker.repeated(node, frontier, prefix, records, body, forms, trips, trips, "higher_order.scan")
 
 
-def _hop_map(walker: Walker, node, frontier, gm, prefix, records):
+def _hop_map(walker, node, frontier, gm, prefix, records):
     """map: the body runs once per element of the mapped axis, all in parallel (depth of one body)."""
     body_arg, xs = node.args[:2]
     sub = walker.subgraph(gm, body_arg)
@@ -69,7 +69,7 @@ def _hop_map(walker: Walker, node, frontier, gm, prefix, records):
     return walker.repeated(node, frontier, prefix, records, body, forms, trips, 1, "higher_order.map")
 
 
-def _hop_associative_scan(walker: Walker, node, frontier, gm, prefix, records):
+def _hop_associative_scan(walker, node, frontier, gm, prefix, records):
     """associative_scan over n: a work-efficient (Blelloch) tree, 2(n-1) combines in 2 ceil(log2 n) levels."""
     body_arg, xs = node.args[:2]
     sub = walker.subgraph(gm, body_arg)
@@ -82,7 +82,7 @@ def _hop_associative_scan(walker: Walker, node, frontier, gm, prefix, records):
                            "higher_order.associative_scan")
 
 
-def _hop_while_loop(walker: Walker, node, frontier, gm, prefix, records):
+def _hop_while_loop(walker, node, frontier, gm, prefix, records):
     """while_loop: the trip count is unknown statically; it becomes a named symbol in every formula."""
     cond_arg, body_arg = node.args[:2]
     cond_gm, body_gm = walker.subgraph(gm, cond_arg), walker.subgraph(gm, body_arg)
@@ -100,7 +100,8 @@ def _hop_while_loop(walker: Walker, node, frontier, gm, prefix, records):
     return walker.repeated(node, frontier, prefix, records, step, forms, trips, trips, "higher_order.while_loop")
 
 
-HOP_HANDLERS.update({name: _hop_wrapper for name in WRAPPER_HOPS})
+# higher-order op name -> handler(walker, node, frontier, gm, prefix, records); the walker is engine.walk.Walker
+HOP_HANDLERS = {name: _hop_wrapper for name in WRAPPER_HOPS}
 HOP_HANDLERS.update(cond=_hop_cond, scan=_hop_scan, map_impl=_hop_map, map=_hop_map,
                      associative_scan=_hop_associative_scan, while_loop=_hop_while_loop)
 

@@ -15,42 +15,10 @@ from depthscope.capture.standins import standin_display
 from depthscope.cost import rules  # noqa: F401 - importing the rules fills the registry
 from depthscope.cost.registry import FREE_OPS, USER_RULES, OpCall, TensorMeta, as_cost, lookup, op_name, unmodeled
 from depthscope.cost.value import FREE, Cost
+from depthscope.engine.control_flow import HOP_HANDLERS
+from depthscope.engine.nodes import NodeCost, Outputs, module_of
 from depthscope.engine.paths import ROOT, Dominance, Entry, add_forms, forms_of, prune, to_expr
 from depthscope.errors import DepthscopeError, InputError, RuleError
-
-HOP_HANDLERS: dict = {}  # higher-order op name -> handler(walker, node, frontier, gm, prefix, records); see control_flow
-
-
-@dataclass(frozen=True)
-class NodeCost:
-    """The cost of one graph node and where it sits."""
-
-    name: str
-    op: str
-    module: str
-    module_type: str
-    cost: Cost
-    status: str  # "modeled", "free" or "unmodeled"
-
-
-
-def module_of(node) -> tuple[str, str]:
-    stack = node.meta.get("nn_module_stack") or {}
-    for path, mtype in reversed(list(stack.values())):
-        if path.startswith("_empty_nn_module_stack"):
-            continue
-        tname = mtype if isinstance(mtype, str) else getattr(mtype, "__qualname__", str(mtype))
-        return _clean_path(path), tname.rsplit(".", 1)[-1]
-    return "", ""
-
-
-def _clean_path(path: str) -> str:
-    """Strict export writes L['self'].layers[0].attn; report it as layers.0.attn."""
-    path = path.replace("L['self'].", "").replace("L['self']", "")
-    for ch in "[]":
-        path = path.replace(ch, "." if ch == "[" else "")
-    return path.strip(".").replace("..", ".")
-
 
 def _is_tensor(v) -> bool:
     return isinstance(v, torch.Tensor)
@@ -130,10 +98,6 @@ def _contains_tensor(v) -> bool:
     if isinstance(v, (list, tuple)):
         return any(_contains_tensor(x) for x in v)
     return False
-
-
-class Outputs(tuple):
-    """Per-output frontiers of a node whose outputs come from a subgraph (selected by getitem)."""
 
 
 class Walker:

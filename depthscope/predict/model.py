@@ -85,7 +85,7 @@ def critical_path_launches(report, sizes: dict[str, int]) -> int:
     engine, whose critical path is that of one analysed size, K is scaled with the depth when the depth grows
     polynomially.
     """
-    steps = report.critical_path
+    steps = report.critical_path(sizes).steps
     if not steps:
         return 0
     if report.breakdown_at is not None:

@@ -2,25 +2,15 @@
 
 from __future__ import annotations
 
-from depthscope.symbols import evaluate, fmt
-
-DISPLAY_SIZE = 1024  # shares are computed here when no --at sizes are given (capped by each Dim's range)
-
+from depthscope.symbols import fmt
 
 def display_sizes(report, at: dict[str, int] | None) -> dict[str, int]:
-    """Sizes used for shares: the --at sizes, else 1024 per symbol clamped into its range."""
-    if at:
-        return dict(at)
-    sizes = {}
-    for name, info in report.symbols.items():
-        value = max(info.min, DISPLAY_SIZE)
-        sizes[name] = min(value, info.max) if info.max is not None else value
-    return sizes
+    """Sizes used for shares: the --at sizes, else the Analysis's display size per symbol within its range."""
+    return report.view_sizes(at)
 
 
 def value_at(expr, report, sizes: dict[str, int]) -> float:
-    symbol_sizes = {report.symbols[k].symbol: v for k, v in sizes.items() if k in report.symbols}
-    return float(evaluate(expr, symbol_sizes))
+    return report.value(expr, sizes)
 
 
 def share(part: float, total: float) -> str:
@@ -42,9 +32,16 @@ def sizes_label(sizes: dict[str, int]) -> str:
     return ", ".join(f"{k}={v}" for k, v in sizes.items()) or "concrete"
 
 
-def top_level_modules(report):
-    """Modules one level below the root (plus root-level ops), heaviest first."""
-    return [m for m in report.modules if m.path and "." not in m.path] + [m for m in report.modules if not m.path]
+def top_level_modules(modules):
+    """Modules one level below the root (plus root-level ops)."""
+    return [m for m in modules if m.path and "." not in m.path] + [m for m in modules if not m.path]
 
 
-__all__ = ["display_sizes", "fmt", "human", "share", "sizes_label", "top_level_modules", "value_at"]
+def provenance_line(report) -> str:
+    """One line on how far the numbers can be trusted: exact, fitted-exact or approximate, and why."""
+    p = report.provenance
+    text = {"exact": "exact (symbolic)", "fitted-exact": "fitted-exact", "approximate": "APPROXIMATE"}[p.exactness]
+    return f"result: {text}" + (": " + "; ".join(p.reasons) if p.reasons else "")
+
+
+__all__ = ["display_sizes", "fmt", "human", "provenance_line", "share", "sizes_label", "top_level_modules", "value_at"]

@@ -1,4 +1,4 @@
-"""JSON renderer: the stable, versioned `depthscope.report/1` schema (docs/json-schema.md)."""
+"""JSON renderer: the stable, versioned `depthscope.report/2` schema (docs/json-schema.md)."""
 
 from __future__ import annotations
 
@@ -11,27 +11,38 @@ def _metric(expr) -> dict:
     return {"expr": fmt(expr), "big_o": fmt(big_o(expr))}
 
 
+def _steps(path) -> list:
+    return [{"node": s.node, "op": s.op, "module": s.module, "depth": fmt(s.depth)} for s in path.steps]
+
+
 def report_dict(report, at: dict[str, int] | None = None) -> dict:
+    """The whole Analysis as JSON; ops, modules and the critical path are those at `at` (else the display sizes)."""
     from depthscope.engine.analysis import SCHEMA
 
+    sizes = report.view_sizes(at)
     bo = report.big_o
     out = {
         "schema": SCHEMA,
         "model": report.model,
         "engine": report.engine,
         "mode": report.mode,
+        "exactness": report.exactness,
+        "provenance": report.provenance.to_dict(),
         "symbols": {name: {"min": s.min, "max": s.max} for name, s in report.symbols.items()},
         "work": _metric(report.work),
         "depth": _metric(report.depth),
         "parallelism": {"expr": fmt(report.parallelism), "big_o": fmt(bo["parallelism"])},
         "flops": _metric(report.flops),
         "node_count": report.node_count,
+        "views_at": sizes,
         "ops": [
             {"op": o.op, "count": o.count, "work": fmt(o.work), "depth": fmt(o.depth), "status": o.status}
-            for o in report.ops
+            for o in report.ops(sizes)
         ],
-        "modules": [{"path": m.path, "type": m.type, "work": fmt(m.work), "depth": fmt(m.depth)} for m in report.modules],
-        "critical_path": [{"node": s.node, "op": s.op, "module": s.module, "depth": fmt(s.depth)} for s in report.critical_path],
+        "modules": [{"path": m.path, "type": m.type, "work": fmt(m.work), "depth": fmt(m.depth)}
+                    for m in report.modules(sizes)],
+        "critical_path": _steps(report.critical_path(sizes)),
+        "critical_paths": [{"depth": fmt(p.depth), "steps": len(p.steps)} for p in report.paths],
         "unmodeled": [{"op": op, "count": count} for op, count in report.unmodeled],
         "unknowns": [{"symbol": sym, "what": what} for sym, what in report.unknowns],
     }

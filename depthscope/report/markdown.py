@@ -8,7 +8,8 @@ from depthscope.report.table import sections, unknowns_note, unmodeled_warning
 def render(report, at: dict[str, int] | None = None) -> str:
     parts = [f"# depthscope report: {report.model}"]
     for title, table in sections(report, at, "github"):
-        parts.append(f"## {title}\n\n{table}")
+        heading, _, note = title.partition("\n")  # a second title line (the provenance) is a paragraph
+        parts.append(f"## {heading}\n\n" + (f"**{note}**\n\n" if note else "") + table)
     for note in (unknowns_note(report), unmodeled_warning(report)):
         if note:
             parts.append(f"> **{note}**")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from tabulate import tabulate
 
 from depthscope.symbols import big_o, fmt
-from depthscope.report.common import display_sizes, human, share, sizes_label, top_level_modules, value_at
+from depthscope.report.common import display_sizes, human, provenance_line, share, sizes_label, top_level_modules, value_at
 
 PATH_HEAD = 12  # a long critical path shows its first and last steps
 
@@ -37,16 +37,17 @@ def sections(report, at: dict[str, int] | None, tablefmt: str) -> list[tuple[str
         fitted_in = ", ".join(report.fit.fitted_in) or "nothing"
         mode += (f"; fitted in {fitted_in} over {len(report.fit.sizes)} points (exact at powers of two), "
                  f"held-out check {check}")
-    out.append((f"{report.model}: {report.node_count} nodes, engine {report.engine}{mode}", tabulate(rows, summary_head, tablefmt=tablefmt)))
+    title = f"{report.model}: {report.node_count} nodes, engine {report.engine}{mode}"
+    out.append((f"{title}\n{provenance_line(report)}", tabulate(rows, summary_head, tablefmt=tablefmt)))
 
     if report.breakdown_at is not None:
         # fitted symbols: the breakdowns are those of one analysed build or size
-        sizes = dict(sizes, **report.breakdown_at)
-        label = f"{sizes_label(sizes)}; breakdowns of the analysed {sizes_label(report.breakdown_at)}"
+        label = f"{sizes_label(dict(sizes, **report.breakdown_at))}; breakdowns of the analysed {sizes_label(report.breakdown_at)}"
+    path = report.critical_path(sizes)
     total_work = value_at(report.work, report, sizes) or 0.0
-    total_depth = value_at(report.depth, report, sizes) or 0.0
+    total_depth = value_at(path.depth, report, sizes) or 0.0  # the path shown is the longest here: shares add up
     mod_rows = []
-    for m in sorted(top_level_modules(report), key=lambda m: -value_at(m.work, report, sizes)):
+    for m in sorted(top_level_modules(report.modules(sizes)), key=lambda m: -value_at(m.work, report, sizes)):
         w = value_at(m.work, report, sizes)
         d = value_at(m.depth, report, sizes)
         work_col = f"O({fmt(big_o(m.work))})" if m.work.free_symbols else human(w)
@@ -55,7 +56,7 @@ def sections(report, at: dict[str, int] | None, tablefmt: str) -> list[tuple[str
 
     op_rows = []
     free_count = 0
-    for o in report.ops:
+    for o in report.ops(sizes):
         if o.status == "free":
             free_count += o.count
             continue
@@ -67,7 +68,7 @@ def sections(report, at: dict[str, int] | None, tablefmt: str) -> list[tuple[str
         op_rows.append(["views, metadata, shape arithmetic", free_count, "0", "0.0%", "0.0%"])
     out.append((f"ops (shares at {label})", tabulate(op_rows, ["op", "count", "work", "work share", "depth share"], tablefmt=tablefmt)))
 
-    steps = report.critical_path
+    steps = path.steps
     path_rows = []
     for i, s in enumerate(steps):
         if len(steps) > 2 * PATH_HEAD + 1 and PATH_HEAD <= i < len(steps) - PATH_HEAD:
