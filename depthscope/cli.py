@@ -24,10 +24,22 @@ def parse_at(values) -> dict[str, int]:
     return sizes
 
 
+CONFIGURED = ("analyze", "check", "predict", "validate")  # commands whose defaults [tool.depthscope] sets
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="depthscope", prog_name="depthscope")
-def cli():
+@click.pass_context
+def cli(ctx):
     """depthscope: symbolic work and parallel depth of PyTorch models."""
+    command = ctx.invoked_subcommand
+    argv = (ctx.obj or {}).get("argv", [])
+    if command in CONFIGURED and ctx.default_map is None:
+        if command == "check" and any(a == "--config" or a.startswith("--config=") for a in argv):
+            return  # check reads the pyproject.toml it is given, and its defaults from there
+        from depthscope.config import cli_defaults, load_config
+
+        ctx.default_map = cli_defaults(load_config())  # a broken pyproject.toml is exit 2 here
 
 
 @cli.command()
@@ -35,9 +47,9 @@ def cli():
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "markdown"]), default="table", show_default=True)
 @click.option("--at", "at", multiple=True, metavar="NAME=INT", help="Evaluate at these sizes (repeat per symbol).")
 @click.option("--train", is_flag=True, help="Analyze a training step: forward plus backward of the loss.")
-@click.option("--engine", type=click.Choice(["auto", "symbolic", "fitted"]), default=None,
+@click.option("--engine", type=click.Choice(["auto", "symbolic", "fitted"]), default="auto", show_default=True,
               help="symbolic: one symbolic export; fitted: exact counts at a sweep of sizes, fitted; "
-                   "auto: symbolic, else fitted. Default: [tool.depthscope] engine in pyproject.toml, else auto.")
+                   "auto: symbolic, else fitted. [tool.depthscope] engine in pyproject.toml sets the default.")
 @click.option("--symbolic", "symbolic", multiple=True, metavar="NAME",
               help="Make this integer keyword parameter of the model factory a symbol (repeatable).")
 @click.option("--strict", is_flag=True, help="Exit 1 if any op has no cost rule.")
@@ -49,7 +61,6 @@ def analyze(path, fmt, at, train, engine, symbolic, strict, debug):
     from depthscope.report.table import unmodeled_warning
 
     sizes = parse_at(at)
-    engine = engine or _configured_engine()
     report = analyze_file(path, train=train, engine=engine, symbolic=symbolic or None,
                           on_fallback=lambda reason: click.echo(f"depthscope: {reason}", err=True))
     if sizes:
@@ -60,16 +71,6 @@ def analyze(path, fmt, at, train, engine, symbolic, strict, debug):
     if strict and report.unmodeled:
         ops = ", ".join(op for op, _ in report.unmodeled)
         raise CheckFailed(f"--strict: {len(report.unmodeled)} op(s) have no cost rule: {ops}")
-
-
-def _configured_engine() -> str:
-    """The engine from the nearest pyproject.toml's [tool.depthscope], else auto (a broken config is check's to report)."""
-    from depthscope.config import load_config
-
-    try:
-        return load_config().settings.get("engine") or "auto"
-    except DepthscopeError:
-        return "auto"
 
 
 @cli.command("rules")
@@ -98,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
 
         capture.VERBOSE = debug
     try:
-        cli.main(args=argv, prog_name="depthscope", standalone_mode=False)
+        cli.main(args=argv, prog_name="depthscope", standalone_mode=False, obj={"argv": argv})
         return 0
     except click.exceptions.Exit as exc:
         return exc.exit_code

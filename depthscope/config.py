@@ -205,10 +205,14 @@ def _entry(item, i: int, name: str, config: Config) -> CheckEntry:
 
 
 def cli_defaults(config: Config) -> dict:
-    """A click default_map from [tool.depthscope]: the engine for `analyze`, the settings for `check`."""
+    """A click default_map from [tool.depthscope]: the engine for every command, the settings for `check`.
+
+    Paths stay relative to the pyproject.toml's directory: `check` resolves them against it."""
     s = config.settings
     return {
         "analyze": {"engine": s["engine"]},
+        "predict": {"engine": s["engine"]},
+        "validate": {"engine": s["engine"]},
         "check": {"engine": s["engine"], "lock": s["lock"], "cache_dir": s["cache-dir"], "no_cache": not s["cache"]},
     }
 

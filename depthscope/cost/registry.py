@@ -204,8 +204,17 @@ def _is_pointwise(op) -> bool:
     return torch.Tag.pointwise in getattr(op, "tags", ())
 
 
+_POINTWISE: list = []  # the rule for ops torch tags pointwise and no rule names (set by rules/elementwise.py)
+
+
+def set_pointwise_rule(rule: Rule) -> Rule:
+    """Make `rule` the cost of every op torch tags pointwise that has no rule of its own."""
+    _POINTWISE[:] = [rule]
+    return rule
+
+
 def lookup(op, overrides: dict | None = None) -> Rule | None:
-    """The rule for an op: a per-call override, its registered rule, else the elementwise rule for ops torch
+    """The rule for an op: a per-call override, its registered rule, else the pointwise rule for ops torch
     tags pointwise."""
     if overrides:
         rule = overrides.get(op)
@@ -214,10 +223,8 @@ def lookup(op, overrides: dict | None = None) -> Rule | None:
     rule = RULES.get(op)
     if rule is not None:
         return rule
-    if _is_pointwise(op):
-        from depthscope.cost.rules.elementwise import elementwise
-
-        return elementwise
+    if _POINTWISE and _is_pointwise(op):
+        return _POINTWISE[0]
     return None
 
 

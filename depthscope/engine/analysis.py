@@ -15,7 +15,6 @@ from depthscope.engine.walk import NodeCost, Walked
 from depthscope.errors import InputError
 from depthscope.symbols import SymbolInfo, big_o, evaluate, size_symbol
 
-SCHEMA = "depthscope.report/2"
 DISPLAY_SIZE = 1024  # views use this size per symbol (clamped into its range) when the caller gives none
 
 EXACT = "exact"  # formulas derived from the symbolic graph

@@ -6,6 +6,8 @@ import json
 
 from depthscope.symbols import big_o, fmt
 
+SCHEMA = "depthscope.report/2"
+
 
 def _metric(expr) -> dict:
     return {"expr": fmt(expr), "big_o": fmt(big_o(expr))}
@@ -17,8 +19,6 @@ def _steps(path) -> list:
 
 def report_dict(report, at: dict[str, int] | None = None) -> dict:
     """The whole Analysis as JSON; ops, modules and the critical path are those at `at` (else the display sizes)."""
-    from depthscope.engine.analysis import SCHEMA
-
     sizes = report.view_sizes(at)
     bo = report.big_o
     out = {

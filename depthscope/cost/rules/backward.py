@@ -18,7 +18,7 @@ from depthscope.symbols import ONE, clog2, numel
 from depthscope.cost.rules.elementwise import elementwise
 from depthscope.cost.rules.indexing import accumulate
 from depthscope.cost.rules.matmul import contraction
-from depthscope.cost.rules.pooling import _adaptive_windows, _kernel
+from depthscope.cost.rules.pooling import adaptive_windows, kernel_window
 from depthscope.cost.rules.reduction import tree_reduce
 from depthscope.cost.registry import OpCall, TensorMeta, register
 
@@ -266,7 +266,7 @@ def _overlap(kernel, stride, dilation=None) -> sympy.Expr:
 
 
 def _window(call: OpCall):
-    kernel = _kernel(call)
+    kernel = kernel_window(call)
     stride = list(call.arg("stride") or [])
     if not stride:
         stride = kernel
@@ -307,7 +307,7 @@ def _adaptive_backward_shape(call: OpCall):
     rows = numel(x.shape[: x.ndim - len(out_size)])
     sums, overlap = [], ONE
     for i, o in zip(spatial_in, out_size):
-        total, _ = _adaptive_windows(i, o)
+        total, _ = adaptive_windows(i, o)
         sums.append(total)
         if isinstance(i, (int, sympy.Integer)) and isinstance(o, (int, sympy.Integer)):
             i, o = int(i), int(o)

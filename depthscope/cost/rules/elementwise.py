@@ -6,11 +6,12 @@ import sympy
 from torch import ops
 
 from depthscope.cost.value import FREE, Cost
-from depthscope.cost.registry import OpCall, TensorMeta, register
+from depthscope.cost.registry import OpCall, TensorMeta, register, set_pointwise_rule
 
 aten = ops.aten
 
 
+@set_pointwise_rule
 @register(work="numel(out)", depth="1")
 def elementwise(call: OpCall) -> Cost:
     """work = numel(out), depth 1: every element is computed independently."""

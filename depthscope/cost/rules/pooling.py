@@ -12,7 +12,7 @@ from depthscope.cost.registry import OpCall, register
 aten = ops.aten
 
 
-def _kernel(call: OpCall) -> list:
+def kernel_window(call: OpCall) -> list:
     """kernel_size as a full list: an int or a one-element list applies to every spatial dim."""
     k = call.arg("kernel_size")
     dims = next((d for d in (1, 2, 3) if f"{d}d" in str(call.op)), 2)
@@ -31,16 +31,16 @@ def window_reduce(out_numel, window, average: bool) -> Cost:
           aten.max_pool3d_with_indices, aten.max_pool1d_with_indices,
           work="numel(out) * w, w = prod(kernel)", depth="ceil(log2 w)")
 def max_pool(call: OpCall) -> Cost:
-    return window_reduce(call.out.numel, numel(_kernel(call)), average=False)
+    return window_reduce(call.out.numel, numel(kernel_window(call)), average=False)
 
 
 @register(aten.avg_pool1d, aten.avg_pool2d, aten.avg_pool3d,
           work="numel(out) * w + numel(out), w = prod(kernel)", depth="ceil(log2 w) + 1")
 def avg_pool(call: OpCall) -> Cost:
-    return window_reduce(call.out.numel, numel(_kernel(call)), average=True)
+    return window_reduce(call.out.numel, numel(kernel_window(call)), average=True)
 
 
-def _adaptive_windows(i, o) -> tuple:
+def adaptive_windows(i, o) -> tuple:
     """(sum, max) of the window lengths along one dim: output j pools [floor(j*i/o), ceil((j+1)*i/o)).
 
     Exact when i and o are integers (windows overlap and differ in length when o does not divide i: in=5, out=3
@@ -63,7 +63,7 @@ def adaptive_reduce(call: OpCall, average: bool) -> Cost:
     out_size = list(call.arg("output_size"))
     spatial_in = x.shape[x.ndim - len(out_size):]
     rows = numel(x.shape[: x.ndim - len(out_size)])
-    windows = [_adaptive_windows(i, o) for i, o in zip(spatial_in, out_size)]
+    windows = [adaptive_windows(i, o) for i, o in zip(spatial_in, out_size)]
     cost = Cost(rows * numel([w[0] for w in windows]), clog2(numel([w[1] for w in windows])))
     return cost + Cost(call.out.numel, 1) if average else cost
 
