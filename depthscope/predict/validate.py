@@ -10,92 +10,22 @@ device profile's Brent range and with the growth of W and D.
 from __future__ import annotations
 
 import json
-import sys
 import time
-
-import numpy as np
 
 from depthscope.errors import InputError
 from depthscope.predict.fit import fit_time, slopes
+from depthscope.predict.timing import (
+    check_device,
+    default_profile,
+    estimate_seconds,
+    progress_bar,
+    time_call,
+    to_device,
+)
 
 SCHEMA = "depthscope.validate/1"
-WARMUP_CALLS = 3
-BLOCK_SECONDS = 0.05  # each timed block runs about this long (at least one call)
 MIN_REPEATS_KEPT = 3  # a size cut short by --max-seconds is kept if it has this many blocks
 EXPLAINED_R2 = 0.9  # both R^2 (time) and R^2 (log time) at least this: the model explains the measurements
-
-
-# ---------------------------------------------------------------------------------------------
-# Timing
-
-
-def _to_device(value, device):
-    import torch
-
-    if isinstance(value, torch.Tensor):
-        return value.to(device)
-    if isinstance(value, dict):
-        return {k: _to_device(v, device) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        items = [_to_device(v, device) for v in value]
-        return type(value)(*items) if hasattr(value, "_fields") else type(value)(items)
-    return value
-
-
-def _sync(device: str) -> None:
-    if device == "cuda":
-        import torch
-
-        torch.cuda.synchronize()
-
-
-def time_call(fn, device: str, repeats: int, deadline: float | None) -> dict:
-    """Warm up, then time `repeats` blocks of calls with torch.utils.benchmark; median and IQR per call."""
-    import torch
-    from torch.utils import benchmark
-
-    warm = []
-    for _ in range(WARMUP_CALLS):  # the fastest warm-up call sizes the blocks (one slow call does not)
-        t0 = time.perf_counter()
-        fn()
-        _sync(device)
-        warm.append(time.perf_counter() - t0)
-    single = min(warm)
-    timer = benchmark.Timer(stmt="fn()", globals={"fn": fn}, num_threads=torch.get_num_threads())
-    number = max(1, int(BLOCK_SECONDS / single)) if single > 0 else 1
-    times = []
-    cut = False
-    for _ in range(repeats):
-        if deadline is not None and time.monotonic() >= deadline:
-            cut = True
-            break
-        times.append(float(timer.timeit(number).median))
-    arr = np.array(times) if times else np.array([single])
-    q1, med, q3 = np.percentile(arr, [25, 50, 75])
-    return {"median_s": float(med), "iqr_s": float(q3 - q1), "q1_s": float(q1), "q3_s": float(q3),
-            "min_s": float(arr.min()), "max_s": float(arr.max()), "repeats": len(times), "number": number,
-            "single_call_s": single, "cut": cut}
-
-
-def check_device(device: str) -> str:
-    """'cpu' or 'cuda'; exit 2 (InputError) when CUDA is asked for and absent."""
-    import torch
-
-    if device == "cuda":
-        if not torch.cuda.is_available():
-            build = "a CPU-only build" if torch.version.cuda is None else f"built for CUDA {torch.version.cuda}"
-            raise InputError(f"--device cuda: CUDA is not available (torch {torch.__version__}, {build}; "
-                             "torch.cuda.is_available() is False); use --device cpu or run on a machine with a GPU")
-        return torch.cuda.get_device_name(0)
-    return "cpu"
-
-
-def default_profile(device: str, device_name: str):
-    from depthscope.predict.profiles import A100, H100, cpu_profile
-
-    if device == "cpu":
-        return cpu_profile()
-    return A100 if "A100" in device_name.upper() else H100
 
 
 # ---------------------------------------------------------------------------------------------
@@ -144,7 +74,7 @@ def run_validation(path: str, symbol: str, values: list[int], *, held: dict[str,
                          "rebuilt at its sizes")
 
     model = spec.model.eval().to(device)
-    bar = _progress(len(points), symbol) if progress else None
+    bar = progress_bar(len(points), symbol) if progress else None
     start = time.monotonic()
     deadline = start + max_seconds if max_seconds is not None else None
     done: list[dict] = []
@@ -160,15 +90,15 @@ def run_validation(path: str, symbol: str, values: list[int], *, held: dict[str,
                     stop_reason = f"--max-seconds {max_seconds:g} reached before {symbol}={value}"
                     break
                 if prev is not None:
-                    est = _estimate(prev, counts["work"], repeats)
+                    est = estimate_seconds(prev, counts["work"], repeats)
                     if now + est > deadline:
                         stop_reason = (f"--max-seconds {max_seconds:g}: {symbol}={value} would take about {est:.2g} s "
                                        f"more, past the limit")
                         break
             try:
                 resized = resized_spec(spec, sizes)
-                args = _to_device(resized.example_inputs, device)
-                kwargs = _to_device(resized.example_kwargs or {}, device)
+                args = to_device(resized.example_inputs, device)
+                kwargs = to_device(resized.example_kwargs or {}, device)
 
                 def fn(model=model, args=args, kwargs=kwargs):
                     return model(*args, **kwargs)
@@ -222,48 +152,10 @@ def run_validation(path: str, symbol: str, values: list[int], *, held: dict[str,
     return summarise(report, profile, device, device_name, symbol, held, values, done, stop_reason, elapsed, repeats)
 
 
-def _estimate(prev: dict, work_next: float, repeats: int) -> float:
-    """Seconds the next size will take: the last size's single call scaled by the work ratio."""
-    ratio = max(1.0, work_next / prev["work"]) if prev["work"] else 1.0
-    call = prev["single"] * ratio
-    number = max(1, int(BLOCK_SECONDS / call)) if call > 0 else 1
-    return max(prev["elapsed"], call * (WARMUP_CALLS + 1 + repeats * number))
-
-
 def _short(s: float) -> str:
     from depthscope.predict.model import seconds
 
     return seconds(s)
-
-
-def _progress(total: int, symbol: str):
-    """A progress bar on stderr: tqdm's when installed, else click's (a dependency already); silent off a terminal."""
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:
-        return _ClickBar(total, f"timing {symbol}")
-    return tqdm(total=total, desc=f"timing {symbol}", unit="size", file=sys.stderr, disable=None, leave=False)
-
-
-class _ClickBar:
-    """The slice of tqdm's interface validate uses, drawn by click.progressbar."""
-
-    def __init__(self, total: int, label: str):
-        import click
-
-        self._bar = click.progressbar(length=total, label=label, file=sys.stderr,
-                                      item_show_func=lambda _: self._note)
-        self._note = ""
-        self._bar.__enter__()
-
-    def set_postfix_str(self, text: str, refresh: bool = False):
-        self._note = text
-
-    def update(self, n: int = 1):
-        self._bar.update(n)
-
-    def close(self):
-        self._bar.__exit__(None, None, None)
 
 
 def summarise(report, profile, device, device_name, symbol, held, requested, done, stop_reason, elapsed,
