@@ -13,54 +13,16 @@ per level and o seconds per op launch:
 
 from __future__ import annotations
 
-import itertools
 import json
-import re
 
 import sympy
 
 from depthscope.errors import InputError
+from depthscope.predict.sizes import complete_sizes, expand_points, parse_sizes
 from depthscope.symbols import as_expr, big_o, evaluate
 
 SCHEMA = "depthscope.predict/1"
 SEARCH_CAP = 2**40  # crossover search limit for a symbol without a max
-
-_AT_LIST = re.compile(r"^([A-Za-z_]\w*)=(\d+(?:,\d+)*)$")
-
-
-# ---------------------------------------------------------------------------------------------
-# Sizes
-
-
-def parse_sizes(values, option: str = "--at") -> dict[str, list[int]]:
-    """NAME=INT or NAME=INT,INT,... from repeated options, in the order given."""
-    out: dict[str, list[int]] = {}
-    for text in values:
-        m = _AT_LIST.match(text.strip().replace(" ", ""))
-        if not m:
-            raise InputError(f"{option} {text!r}: expected NAME=INT or NAME=INT,INT,... with positive integers, "
-                             f"e.g. {option} n=1024")
-        sizes = [int(v) for v in m.group(2).split(",")]
-        if any(v <= 0 for v in sizes):
-            raise InputError(f"{option} {text!r}: sizes must be positive integers")
-        out[m.group(1)] = sizes
-    return out
-
-
-def complete_sizes(report, given: dict[str, int], defaults: dict[str, int]) -> tuple[dict[str, int], list[str]]:
-    """Every symbol's size: given, else the example's; returns (sizes, names filled from the example)."""
-    sizes, filled = {}, []
-    for name in report.symbols:
-        if name in given:
-            sizes[name] = given[name]
-        elif name in defaults:
-            sizes[name] = defaults[name]
-            filled.append(name)
-    for name in given:
-        if name not in sizes:
-            sizes[name] = given[name]  # unknown names: report.symbol_values says so
-    report.symbol_values(sizes)  # validates names, ranges and completeness
-    return sizes, filled
 
 
 # ---------------------------------------------------------------------------------------------
@@ -270,12 +232,6 @@ def predict(report, profile, points: list[dict[str, int]], over: list[str] | Non
         "points": results,
         "regimes": regimes,
     }
-
-
-def expand_points(lists: dict[str, list[int]]) -> list[dict[str, int]]:
-    """The cartesian product of per-symbol size lists, in the order given."""
-    names = list(lists)
-    return [dict(zip(names, combo)) for combo in itertools.product(*(lists[n] for n in names))]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -14,6 +14,8 @@ import time
 
 from depthscope.errors import InputError
 from depthscope.predict.fit import fit_time, slopes
+from depthscope.predict.model import critical_path_launches, point
+from depthscope.predict.sizes import complete_sizes, parse_sizes
 from depthscope.predict.timing import (
     check_device,
     default_profile,
@@ -42,7 +44,6 @@ def run_validation(path: str, symbol: str, values: list[int], *, held: dict[str,
     from depthscope.pipeline import analyze_spec
     from depthscope.model_file import load_model_file
     from depthscope.capture.dims import example_sizes, resized_spec
-    from depthscope.predict.model import complete_sizes, critical_path_launches, point
 
     if repeats < 1:
         raise InputError("--repeats must be at least 1")
@@ -377,7 +378,6 @@ def _command():
     def validate_command(path, sizes, at, device, device_profile, repeats, max_seconds, plot, threads, fmt, engine,
                          debug):
         """Time the model file PATH at a sweep of sizes and test work and depth against the measurements."""
-        from depthscope.predict.model import parse_sizes
         from depthscope.predict.profiles import load_profile
 
         sweep = parse_sizes([sizes], "--sizes")
