@@ -13,11 +13,10 @@ per level and o seconds per op launch:
 
 from __future__ import annotations
 
-import json
-
 import sympy
 
 from depthscope.errors import InputError
+from depthscope.predict.render import render_prediction
 from depthscope.predict.sizes import complete_sizes, expand_points, parse_sizes
 from depthscope.symbols import as_expr, big_o, evaluate
 
@@ -235,106 +234,6 @@ def predict(report, profile, points: list[dict[str, int]], over: list[str] | Non
 
 
 # ---------------------------------------------------------------------------------------------
-# Rendering
-
-
-def seconds(s: float | None) -> str:
-    """1.23 s, 4.56 ms, 7.89 µs, 12.3 ns."""
-    if s is None:
-        return "-"
-    a = abs(s)
-    if a == 0:
-        return "0 s"
-    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6), ("ns", 1e-9)):
-        if a >= scale or unit == "ns":
-            return f"{s / scale:.3g} {unit}"
-    return f"{s:.3g} s"  # pragma: no cover
-
-
-def flops(f: float) -> str:
-    for unit, scale in (("PFLOP/s", 1e15), ("TFLOP/s", 1e12), ("GFLOP/s", 1e9), ("MFLOP/s", 1e6)):
-        if f >= scale:
-            return f"{f / scale:.3g} {unit}"
-    return f"{f:.3g} FLOP/s"
-
-
-def _speed(x) -> str:
-    if x is None:
-        return "-"
-    return f"{x:,.0f}" if x >= 1000 else f"{x:.3g}"
-
-
-def _num(x) -> str:
-    from depthscope.report.common import human
-
-    return human(float(x)) if x is not None else "-"
-
-
-def profile_line(profile: dict) -> str:
-    return (f"profile {profile['name']}: {profile['description'] or 'from a file'}; peak {flops(profile['peak_flops'])}, "
-            f"P = {profile['processors']:,} lanes, t = {seconds(profile['level_time_s'])} per level, "
-            f"o = {seconds(profile['launch_overhead_s'])} per launch")
-
-
-def sections(result: dict, tablefmt: str) -> list[tuple[str, str]]:
-    from tabulate import tabulate
-
-    out = []
-    head = ["sizes", "work W", "depth D", "path ops K", "T1 (1 lane)", "W/peak", "D*t", "Brent range T_P",
-            "burdened W/peak+D*t+K*o", "bound"]
-    rows = []
-    for p in result["points"]:
-        label = ", ".join(f"{k}={v}" for k, v in p["sizes"].items()) or "concrete"
-        bound = p["bound"] + ("" if p["burdened_bound"] == p["bound"] else f" ({p['burdened_bound']} when burdened)")
-        rows.append([label, _num(p["work"]), _num(p["depth"]), p["critical_path_ops"], seconds(p["t1_s"]),
-                     seconds(p["work_term_s"]), seconds(p["depth_term_s"]),
-                     f"{seconds(p['brent_lower_s'])} .. {seconds(p['brent_upper_s'])}",
-                     seconds(p["burdened_upper_s"]), bound])
-    out.append((f"{result['model']} on {result['profile']['name']}: predicted time per forward call "
-                f"(engine {result['engine']}, {result['mode']})", tabulate(rows, head, tablefmt=tablefmt)))
-    shown = result["points"] if len(result["points"]) <= 2 else result["points"][-1:]
-    for p in shown:
-        label = ", ".join(f"{k}={v}" for k, v in p["sizes"].items()) or "concrete"
-        srows = []
-        for r in p["speedup"]:
-            srows.append([f"{r['p']:,}", f"{seconds(r['lower_s'])} .. {seconds(r['upper_s'])}",
-                          f"{_speed(r['speedup_min'])} .. {_speed(r['speedup_max'])}", _speed(r["burdened_speedup"])])
-        out.append((f"speedup T1/T_p against p lanes at {label} (parallelism W/D = {_num(p['parallelism'])})",
-                    tabulate(srows, ["p", "T_p (Brent)", "speedup", "burdened speedup"], tablefmt=tablefmt,
-                             disable_numparse=True)))
-    return out
-
-
-def render_table(result: dict) -> str:
-    parts = [profile_line(result["profile"])]
-    for title, table in sections(result, "simple"):
-        parts.append(f"{title}\n{table}")
-    parts.append("regime\n" + "\n".join(r["sentence"] for r in result["regimes"]) if result["regimes"] else
-                 "regime: the model has no size symbols")
-    return "\n\n".join(parts) + "\n"
-
-
-def render_markdown(result: dict) -> str:
-    parts = [f"# depthscope prediction: {result['model']} on {result['profile']['name']}", profile_line(result["profile"])]
-    for title, table in sections(result, "github"):
-        parts.append(f"## {title}\n\n{table}")
-    parts.append("## regime\n\n" + ("\n".join(f"- {r['sentence']}" for r in result["regimes"])
-                                    or "The model has no size symbols."))
-    src = result["profile"].get("sources") or {}
-    if src:
-        parts.append("## profile sources\n\n" + "\n".join(f"- `{k}`: {v}" for k, v in src.items()))
-    return "\n\n".join(parts) + "\n"
-
-
-def render(result: dict, fmt: str) -> str:
-    if fmt == "json":
-        return json.dumps(result, indent=2) + "\n"
-    if fmt == "markdown":
-        return render_markdown(result)
-    return render_table(result)
-
-
-# ---------------------------------------------------------------------------------------------
 # Command
 
 
@@ -374,7 +273,7 @@ def _command():
             click.echo("depthscope: sizes from the example inputs: "
                        + ", ".join(f"{k}={points[-1][k]}" for k in filled), err=True)
         result = predict(report, profile, points, list(over) or None)
-        click.echo(render(result, fmt), nl=False)
+        click.echo(render_prediction(result, fmt), nl=False)
 
     return predict_command
 

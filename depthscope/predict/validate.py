@@ -9,12 +9,12 @@ device profile's Brent range and with the growth of W and D.
 
 from __future__ import annotations
 
-import json
 import time
 
 from depthscope.errors import InputError
 from depthscope.predict.fit import fit_time, slopes
 from depthscope.predict.model import critical_path_launches, point
+from depthscope.predict.render import number, seconds, slope_text
 from depthscope.predict.sizes import complete_sizes, parse_sizes
 from depthscope.predict.timing import (
     check_device,
@@ -140,7 +140,7 @@ def run_validation(path: str, symbol: str, values: list[int], *, held: dict[str,
             })
             prev = {"work": counts["work"], "single": measured["single_call_s"], "elapsed": time.monotonic() - now}
             if bar is not None:
-                bar.set_postfix_str(f"{symbol}={value}: {_short(measured['median_s'])}", refresh=False)
+                bar.set_postfix_str(f"{symbol}={value}: {seconds(measured['median_s'])}", refresh=False)
                 bar.update(1)
             if measured["cut"]:
                 stop_reason = f"--max-seconds {max_seconds:g} reached while timing {symbol}={value} (kept, " \
@@ -151,12 +151,6 @@ def run_validation(path: str, symbol: str, values: list[int], *, held: dict[str,
             bar.close()
     elapsed = time.monotonic() - start
     return summarise(report, profile, device, device_name, symbol, held, values, done, stop_reason, elapsed, repeats)
-
-
-def _short(s: float) -> str:
-    from depthscope.predict.model import seconds
-
-    return seconds(s)
 
 
 def summarise(report, profile, device, device_name, symbol, held, requested, done, stop_reason, elapsed,
@@ -215,16 +209,6 @@ def summarise(report, profile, device, device_name, symbol, held, requested, don
     return result
 
 
-def _num(x) -> str:
-    from depthscope.report.common import human
-
-    return human(float(x))
-
-
-def _fmt_slope(s) -> str:
-    return "n/a" if s is None else f"{s:.2f}"
-
-
 def verdict(result: dict) -> dict:
     """Plain words: does alpha*W + beta*D + gamma explain the measured times, and what dominates."""
     pts, fit, sym = result["points"], result["fit"], result["symbol"]
@@ -242,10 +226,10 @@ def verdict(result: dict) -> dict:
         lines.append(f"The work-depth model does NOT explain these measurements: the best fit of alpha*W + beta*D + gamma "
                      f"gives {r2_text}.")
     s = result["slopes"]
-    lines.append(f"Measured time grows like {sym}^{_fmt_slope(s['measured']['tail'])} over the largest sizes "
-                 f"({sym}^{_fmt_slope(s['measured']['all'])} over all); work grows like {sym}^{_fmt_slope(s['work']['tail'])}, "
-                 f"depth like {sym}^{_fmt_slope(s['depth']['tail'])}, and the {result['profile']['name']} profile's "
-                 f"burdened bound like {sym}^{_fmt_slope(s['predicted']['tail'])}.")
+    lines.append(f"Measured time grows like {sym}^{slope_text(s['measured']['tail'])} over the largest sizes "
+                 f"({sym}^{slope_text(s['measured']['all'])} over all); work grows like {sym}^{slope_text(s['work']['tail'])}, "
+                 f"depth like {sym}^{slope_text(s['depth']['tail'])}, and the {result['profile']['name']} profile's "
+                 f"burdened bound like {sym}^{slope_text(s['predicted']['tail'])}.")
     ms, ws = s["measured"]["tail"], s["work"]["tail"]
     if ms is not None and ws is not None and ws - ms > 0.5:
         lines.append(f"Time grows more slowly than work at these sizes: fixed per-call costs still dominate; larger "
@@ -257,94 +241,21 @@ def verdict(result: dict) -> dict:
         lines.append("The fit gives work no weight: the counted work does not drive the time here.")
     dmin, dmax = min(p["depth"] for p in pts), max(p["depth"] for p in pts)
     if dmax < 2 * dmin:
-        lines.append(f"Depth barely changes over these sizes ({_num(dmin)} to {_num(dmax)} levels), so the fit cannot "
+        lines.append(f"Depth barely changes over these sizes ({number(dmin)} to {number(dmax)} levels), so the fit cannot "
                      "tell beta*D from the constant gamma; read beta and beta/alpha with care.")
     t_min = min(p["median_s"] for p in pts)
     if fit["gamma_s"] > 0.5 * t_min:
-        lines.append(f"A fixed cost of {_short(fit['gamma_s'])} per call is over half the time at the smallest size.")
+        lines.append(f"A fixed cost of {seconds(fit['gamma_s'])} per call is over half the time at the smallest size.")
     last = pts[-1]
     bound = last["predicted"]["burdened_upper_s"]
     if bound > 0:
         ratio = last["median_s"] / bound
         rel = "slower than" if ratio >= 1 else "faster than"
-        lines.append(f"At {sym}={last['size']} the measured {_short(last['median_s'])} is {ratio:.3g}x the profile's "
-                     f"burdened bound {_short(bound)} ({rel} the bound"
+        lines.append(f"At {sym}={last['size']} the measured {seconds(last['median_s'])} is {ratio:.3g}x the profile's "
+                     f"burdened bound {seconds(bound)} ({rel} the bound"
                      + (": the profile overstates the device or the model's real cost includes more than W and D)."
                         if ratio < 1 else ")."))
     return {"explained": explained, "text": " ".join(lines)}
-
-
-# ---------------------------------------------------------------------------------------------
-# Rendering
-
-
-def _sections(result: dict, tablefmt: str) -> list[tuple[str, str]]:
-    from tabulate import tabulate
-
-    from depthscope.report.common import human
-
-    sym = result["symbol"]
-    rows = []
-    for p in result["points"]:
-        pr = p["predicted"]
-        rows.append([p["size"], human(p["work"]), human(p["depth"]), _short(p["median_s"]), _short(p["iqr_s"]),
-                     p["repeats"], p["number"], _short(pr.get("fit_s")) if "fit_s" in pr else "-",
-                     f"{_short(pr['brent_lower_s'])} .. {_short(pr['brent_upper_s'])}", _short(pr["burdened_upper_s"])])
-    held = ", ".join(f"{k}={v}" for k, v in result["held"].items())
-    title = (f"{result['model']} on {result['device_name']} ({result['threads']} thread(s), torch {result['torch']}): "
-             f"time per forward call over {sym}" + (f", holding {held}" if held else ""))
-    out = [(title, tabulate(rows, [sym, "work W", "depth D", "median", "IQR", "repeats", "calls/block", "fit",
-                                   f"Brent range ({result['profile']['name']})", "burdened bound"],
-                            tablefmt=tablefmt, disable_numparse=True))]
-    fit = result["fit"]
-    if fit:
-        frows = [
-            ["alpha (s per unit of work)", f"{fit['alpha_s_per_op']:.4g}"],
-            ["beta (s per level of depth)", f"{fit['beta_s_per_level']:.4g}"],
-            ["gamma (s per call)", f"{fit['gamma_s']:.4g}"],
-            ["R^2 (time)", "-" if fit["r2"] is None else f"{fit['r2']:.4f}"],
-            ["R^2 (log time)", "-" if fit["r2_log"] is None else f"{fit['r2_log']:.4f}"],
-            ["achieved rate 1/alpha", "-" if fit["achieved_flops"] is None else _flops(fit["achieved_flops"])],
-            ["effective parallelism beta/alpha", "-" if fit["effective_parallelism"] is None
-             else human(fit["effective_parallelism"])],
-            ["profile lanes equivalent", "-" if fit["profile_lanes_equivalent"] is None
-             else f"{fit['profile_lanes_equivalent']:.3g} of {result['profile']['processors']:,}"],
-            ["solver", fit["method"]],
-        ]
-        out.append(("fit: time = alpha*W + beta*D + gamma (non-negative least squares, relative errors)",
-                    tabulate(frows, ["", "value"], tablefmt=tablefmt, disable_numparse=True)))
-    s = result["slopes"]
-    srows = []
-    for key, label in (("measured", "measured"), ("fit", "fit"), ("predicted", "profile burdened bound"),
-                       ("brent_upper", "profile Brent upper"), ("work", "work W"), ("depth", "depth D")):
-        if s.get(key) and (s[key]["all"] is not None or s[key]["tail"] is not None):
-            srows.append([label, _fmt_slope(s[key]["all"]), _fmt_slope(s[key]["tail"])])
-    if srows:
-        out.append((f"slope of log T against log {sym}", tabulate(srows, ["", "all sizes", "largest sizes"],
-                                                                  tablefmt=tablefmt, disable_numparse=True)))
-    return out
-
-
-def _flops(f: float) -> str:
-    from depthscope.predict.model import flops
-
-    return flops(f)
-
-
-def render(result: dict, fmt: str) -> str:
-    if fmt == "json":
-        return json.dumps(result, indent=2) + "\n"
-    md = fmt == "markdown"
-    parts = [f"# depthscope validation: {result['model']}"] if md else []
-    for title, table in _sections(result, "github" if md else "simple"):
-        parts.append(f"## {title}\n\n{table}" if md else f"{title}\n{table}")
-    parts.append(("**verdict:** " if md else "verdict: ") + result["verdict"]["text"])
-    if result["stopped_early"]:
-        parts.append(("**stopped early:** " if md else "stopped early: ") + result["stop_reason"])
-    if result.get("plot"):
-        parts.append(f"plot: {result['plot']}")
-    parts.append(f"{len(result['sizes'])} of {len(result['requested_sizes'])} sizes timed in {result['elapsed_s']:.1f} s")
-    return "\n\n".join(parts) + "\n"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -379,6 +290,7 @@ def _command():
                          debug):
         """Time the model file PATH at a sweep of sizes and test work and depth against the measurements."""
         from depthscope.predict.profiles import load_profile
+        from depthscope.predict.render import render_validation
 
         sweep = parse_sizes([sizes], "--sizes")
         if len(sweep) != 1:
@@ -417,7 +329,7 @@ def _command():
             result["plot"] = plot
         if result["stopped_early"]:
             click.echo(f"depthscope: stopped early: {result['stop_reason']}", err=True)
-        click.echo(render(result, fmt), nl=False)
+        click.echo(render_validation(result, fmt), nl=False)
 
     return validate_command
 
