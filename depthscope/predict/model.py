@@ -16,8 +16,6 @@ from __future__ import annotations
 import sympy
 
 from depthscope.errors import InputError
-from depthscope.predict.render import render_prediction
-from depthscope.predict.sizes import complete_sizes, expand_points, parse_sizes
 from depthscope.symbols import as_expr, big_o, evaluate
 
 SCHEMA = "depthscope.predict/1"
@@ -231,57 +229,3 @@ def predict(report, profile, points: list[dict[str, int]], over: list[str] | Non
         "points": results,
         "regimes": regimes,
     }
-
-
-# ---------------------------------------------------------------------------------------------
-# Command
-
-
-def _command():
-    import click
-
-    @click.command("predict")
-    @click.argument("path", type=click.Path(dir_okay=False))
-    @click.option("--at", "at", multiple=True, metavar="NAME=INT[,INT...]",
-                  help="Sizes to predict at (repeat per symbol; a list gives one row per combination). "
-                       "Symbols not given take their size in the example inputs.")
-    @click.option("--device-profile", "device_profile", default="h100", show_default=True, metavar="h100|a100|cpu|FILE.toml",
-                  help="Built-in profile or a TOML file (peak_flops, processors, level_time_s, launch_overhead_s).")
-    @click.option("--over", "over", multiple=True, metavar="NAME",
-                  help="Solve the regime crossover over these symbols only (default: every symbol).")
-    @click.option("--format", "fmt", type=click.Choice(["table", "json", "markdown"]), default="table", show_default=True)
-    @click.option("--train", is_flag=True, help="Predict a training step: forward plus backward of the loss.")
-    @click.option("--engine", type=click.Choice(["auto", "symbolic", "fitted"]), default="auto", show_default=True)
-    @click.option("--debug", is_flag=True, help="Show tracebacks.")
-    def predict_command(path, at, device_profile, over, fmt, train, engine, debug):
-        """Predict time for the model file PATH on a device: Brent's range, burdened depth, speedup, regime."""
-        from depthscope.pipeline import analyze_spec
-        from depthscope.capture.dims import example_sizes
-        from depthscope.model_file import load_model_file
-
-        profile = load_profile_arg(device_profile)
-        lists = parse_sizes(at)
-        spec = load_model_file(path)
-        report = analyze_spec(spec, train=train, engine=engine,
-                              on_fallback=lambda reason: click.echo(f"depthscope: {reason}", err=True))
-        defaults = example_sizes(spec)
-        points = []
-        for combo in expand_points(lists) or [{}]:
-            sizes, filled = complete_sizes(report, combo, defaults)
-            points.append(sizes)
-        if filled:
-            click.echo("depthscope: sizes from the example inputs: "
-                       + ", ".join(f"{k}={points[-1][k]}" for k in filled), err=True)
-        result = predict(report, profile, points, list(over) or None)
-        click.echo(render_prediction(result, fmt), nl=False)
-
-    return predict_command
-
-
-def load_profile_arg(value: str):
-    from depthscope.predict.profiles import load_profile
-
-    return load_profile(value)
-
-
-predict_command = _command()

@@ -15,7 +15,7 @@ from depthscope.errors import InputError
 from depthscope.predict.fit import fit_time, slopes
 from depthscope.predict.model import critical_path_launches, point
 from depthscope.predict.render import number, seconds, slope_text
-from depthscope.predict.sizes import complete_sizes, parse_sizes
+from depthscope.predict.sizes import complete_sizes
 from depthscope.predict.timing import (
     check_device,
     default_profile,
@@ -256,82 +256,3 @@ def verdict(result: dict) -> dict:
                      + (": the profile overstates the device or the model's real cost includes more than W and D)."
                         if ratio < 1 else ")."))
     return {"explained": explained, "text": " ".join(lines)}
-
-
-# ---------------------------------------------------------------------------------------------
-# Command
-
-
-def _command():
-    import click
-
-    @click.command("validate")
-    @click.argument("path", type=click.Path(dir_okay=False))
-    @click.option("--sizes", "sizes", required=True, metavar="NAME=INT,INT,...",
-                  help="The symbol to sweep and its sizes, e.g. --sizes n=64,128,256,512.")
-    @click.option("--at", "at", multiple=True, metavar="NAME=INT",
-                  help="Hold another symbol at this size (default: its size in the example inputs).")
-    @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
-    @click.option("--device-profile", "device_profile", default=None, metavar="h100|a100|cpu|FILE.toml",
-                  help="Profile for the predicted times (default: cpu on --device cpu, a100 or h100 on cuda).")
-    @click.option("--repeats", type=click.IntRange(min=1), default=7, show_default=True,
-                  help="Timed blocks per size (median and IQR are over these).")
-    @click.option("--max-seconds", "max_seconds", type=click.FloatRange(min=0, min_open=True), default=None,
-                  help="Stop cleanly, with the sizes done so far, before the sweep runs past this many seconds.")
-    @click.option("--plot", "plot", type=click.Path(dir_okay=False), default=None,
-                  help="Write measured against predicted time, and W and D against the size, to this PNG "
-                       "(needs matplotlib: pip install 'depthscope[plot]').")
-    @click.option("--format", "fmt", type=click.Choice(["table", "json", "markdown"]), default="table", show_default=True)
-    @click.option("--threads", type=click.IntRange(min=1), default=None,
-                  help="CPU threads for torch (default: torch's own choice; 1 gives steadier timings on a busy machine).")
-    @click.option("--engine", type=click.Choice(["auto", "symbolic", "fitted"]), default="auto", show_default=True)
-    @click.option("--debug", is_flag=True, help="Show tracebacks.")
-    def validate_command(path, sizes, at, device, device_profile, repeats, max_seconds, plot, threads, fmt, engine,
-                         debug):
-        """Time the model file PATH at a sweep of sizes and test work and depth against the measurements."""
-        from depthscope.predict.profiles import load_profile
-        from depthscope.predict.render import render_validation
-
-        sweep = parse_sizes([sizes], "--sizes")
-        if len(sweep) != 1:
-            raise InputError("--sizes: give one symbol, e.g. --sizes n=64,128,256")
-        (symbol, values), = sweep.items()
-        if len(values) != len(set(values)):
-            raise InputError("--sizes: sizes repeat")
-        held = {}
-        for name, vals in parse_sizes(at).items():
-            if len(vals) != 1:
-                raise InputError(f"--at {name}=...: one size per held symbol")
-            if name == symbol:
-                raise InputError(f"--at {name}: {name} is the swept symbol")
-            held[name] = vals[0]
-        if plot:
-            import os
-
-            from depthscope.predict.plot import require_matplotlib
-
-            require_matplotlib()
-            folder = os.path.dirname(os.path.abspath(plot))
-            if not os.path.isdir(folder):
-                raise InputError(f"--plot {plot}: folder {folder} does not exist")
-        if threads is not None:
-            import torch
-
-            torch.set_num_threads(threads)  # before the cpu profile reads the thread count
-        profile = load_profile(device_profile) if device_profile else None
-        result = run_validation(path, symbol, sorted(values), held=held, device=device, repeats=repeats,
-                                max_seconds=max_seconds, profile=profile, engine=engine, threads=threads,
-                                on_note=lambda reason: click.echo(f"depthscope: {reason}", err=True))
-        if plot:
-            from depthscope.predict.plot import plot_validation
-
-            plot_validation(result, plot)
-            result["plot"] = plot
-        if result["stopped_early"]:
-            click.echo(f"depthscope: stopped early: {result['stop_reason']}", err=True)
-        click.echo(render_validation(result, fmt), nl=False)
-
-    return validate_command
-
-
-validate_command = _command()
