@@ -153,6 +153,10 @@ def run_validation(path: str, symbol: str, values: list[int], *, held: dict[str,
     return summarise(report, profile, device, device_name, symbol, held, values, done, stop_reason, elapsed, repeats)
 
 
+# ---------------------------------------------------------------------------------------------
+# Summary and verdict
+
+
 def summarise(report, profile, device, device_name, symbol, held, requested, done, stop_reason, elapsed,
               repeats) -> dict:
     """Fit, slopes and verdict over the sizes timed."""
