@@ -129,8 +129,7 @@ def entry_point() -> None:
 
 
 # predict and validate (docs/predict-and-validate.md)
-from depthscope.predict.model import predict_command  # noqa: E402
-from depthscope.predict.validate import validate_command  # noqa: E402
+from depthscope.predict.command import predict_command, validate_command  # noqa: E402
 
 cli.add_command(predict_command)
 cli.add_command(validate_command)

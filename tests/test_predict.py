@@ -13,13 +13,13 @@ from depthscope.errors import InputError
 from depthscope.predict.model import (
     critical_path_launches,
     crossover,
-    parse_sizes,
     point,
     predict,
     regime_sentence,
     speedup_ps,
 )
 from depthscope.predict.profiles import A100, H100, DeviceProfile, cpu_profile, load_profile, profile_from_dict
+from depthscope.predict.sizes import parse_sizes
 from depthscope.symbols import SymbolInfo, clog2, size_symbol
 
 n = size_symbol("n")

@@ -12,7 +12,8 @@ import torch
 import depthscope.cli as cli
 from conftest import example
 from depthscope.errors import InputError
-from depthscope.predict.validate import fit_time, nnls, nnls_exhaustive, r_squared, slope, verdict
+from depthscope.predict.fit import fit_time, nnls, nnls_exhaustive, r_squared, slope
+from depthscope.predict.validate import verdict
 
 HAS_MPL = True
 try:

@@ -9,185 +9,25 @@ device profile's Brent range and with the growth of W and D.
 
 from __future__ import annotations
 
-import itertools
-import json
-import math
-import sys
 import time
 
-import numpy as np
-
 from depthscope.errors import InputError
+from depthscope.predict.fit import fit_time, slopes
+from depthscope.predict.model import critical_path_launches, point
+from depthscope.predict.render import number, seconds, slope_text
+from depthscope.predict.sizes import complete_sizes
+from depthscope.predict.timing import (
+    check_device,
+    default_profile,
+    estimate_seconds,
+    progress_bar,
+    time_call,
+    to_device,
+)
 
 SCHEMA = "depthscope.validate/1"
-WARMUP_CALLS = 3
-BLOCK_SECONDS = 0.05  # each timed block runs about this long (at least one call)
 MIN_REPEATS_KEPT = 3  # a size cut short by --max-seconds is kept if it has this many blocks
 EXPLAINED_R2 = 0.9  # both R^2 (time) and R^2 (log time) at least this: the model explains the measurements
-
-
-# ---------------------------------------------------------------------------------------------
-# Non-negative least squares
-
-
-def nnls_exhaustive(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """min ||a x - b|| subject to x >= 0, exactly, by least squares on every subset of columns (small n only).
-
-    The optimum is the unconstrained least-squares solution on its own support, so the best feasible subset
-    solution is the NNLS solution.
-    """
-    a = np.asarray(a, dtype=float)
-    b = np.asarray(b, dtype=float)
-    n = a.shape[1]
-    if n > 12:
-        raise ValueError("nnls_exhaustive is for a handful of columns")
-    best = np.zeros(n)
-    best_res = float(np.sum(b * b))
-    for k in range(1, n + 1):
-        for cols in itertools.combinations(range(n), k):
-            sub = a[:, cols]
-            x, *_ = np.linalg.lstsq(sub, b, rcond=None)
-            if np.any(x < 0):
-                continue
-            res = float(np.sum((sub @ x - b) ** 2))
-            if res < best_res - 1e-15 * max(1.0, best_res):
-                best_res = res
-                best = np.zeros(n)
-                best[list(cols)] = x
-    return best
-
-
-def nnls(a: np.ndarray, b: np.ndarray, method: str = "auto") -> tuple[np.ndarray, str]:
-    """NNLS via scipy.optimize.nnls when scipy is installed (method "auto" or "scipy"), else the built-in solver."""
-    if method in ("auto", "scipy"):
-        try:
-            from scipy.optimize import nnls as scipy_nnls
-        except ImportError:
-            if method == "scipy":
-                raise
-        else:
-            x, _ = scipy_nnls(np.asarray(a, dtype=float), np.asarray(b, dtype=float))
-            return np.asarray(x, dtype=float), "scipy.optimize.nnls"
-    return nnls_exhaustive(a, b), "built-in (exhaustive active set)"
-
-
-def r_squared(y: np.ndarray, pred: np.ndarray) -> float | None:
-    y, pred = np.asarray(y, dtype=float), np.asarray(pred, dtype=float)
-    ss_tot = float(np.sum((y - y.mean()) ** 2))
-    if ss_tot == 0:
-        return None
-    return 1.0 - float(np.sum((y - pred) ** 2)) / ss_tot
-
-
-def fit_time(work, depth, times, method: str = "auto") -> dict:
-    """Fit times ~ alpha*W + beta*D + gamma (alpha, beta, gamma >= 0), minimising relative errors.
-
-    Columns are scaled to unit maximum and rows divided by the measured time before NNLS; both keep the
-    constraint x >= 0 and the problem well conditioned.
-    """
-    w = np.asarray(work, dtype=float)
-    d = np.asarray(depth, dtype=float)
-    t = np.asarray(times, dtype=float)
-    a = np.column_stack([w, d, np.ones_like(w)])
-    scale = np.abs(a).max(axis=0)
-    scale[scale == 0] = 1.0
-    weight = 1.0 / t
-    x, used = nnls(a / scale * weight[:, None], t * weight, method)
-    alpha, beta, gamma = (float(v) for v in x / scale)
-    pred = a @ np.array([alpha, beta, gamma])
-    r2 = r_squared(t, pred)
-    r2_log = r_squared(np.log(t), np.log(pred)) if np.all(pred > 0) else None
-    return {"alpha_s_per_op": alpha, "beta_s_per_level": beta, "gamma_s": gamma, "r2": r2, "r2_log": r2_log,
-            "method": used, "weighting": "relative (rows divided by the measured time)",
-            "predicted_s": [float(v) for v in pred]}
-
-
-def slope(xs, ys) -> float | None:
-    """Least-squares slope of log y against log x (None with fewer than two usable points)."""
-    pairs = [(math.log(x), math.log(y)) for x, y in zip(xs, ys) if x and y and x > 0 and y > 0]
-    if len(pairs) < 2 or len({p[0] for p in pairs}) < 2:
-        return None
-    lx, ly = np.array(pairs).T
-    return float(np.polyfit(lx, ly, 1)[0])
-
-
-def slopes(xs, ys) -> dict:
-    """Slope over all sizes and over the upper half (the largest sizes, at least two)."""
-    k = max(2, (len(xs) + 1) // 2)
-    return {"all": slope(xs, ys), "tail": slope(xs[-k:], ys[-k:])}
-
-
-# ---------------------------------------------------------------------------------------------
-# Timing
-
-
-def _to_device(value, device):
-    import torch
-
-    if isinstance(value, torch.Tensor):
-        return value.to(device)
-    if isinstance(value, dict):
-        return {k: _to_device(v, device) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        items = [_to_device(v, device) for v in value]
-        return type(value)(*items) if hasattr(value, "_fields") else type(value)(items)
-    return value
-
-
-def _sync(device: str) -> None:
-    if device == "cuda":
-        import torch
-
-        torch.cuda.synchronize()
-
-
-def time_call(fn, device: str, repeats: int, deadline: float | None) -> dict:
-    """Warm up, then time `repeats` blocks of calls with torch.utils.benchmark; median and IQR per call."""
-    import torch
-    from torch.utils import benchmark
-
-    warm = []
-    for _ in range(WARMUP_CALLS):  # the fastest warm-up call sizes the blocks (one slow call does not)
-        t0 = time.perf_counter()
-        fn()
-        _sync(device)
-        warm.append(time.perf_counter() - t0)
-    single = min(warm)
-    timer = benchmark.Timer(stmt="fn()", globals={"fn": fn}, num_threads=torch.get_num_threads())
-    number = max(1, int(BLOCK_SECONDS / single)) if single > 0 else 1
-    times = []
-    cut = False
-    for _ in range(repeats):
-        if deadline is not None and time.monotonic() >= deadline:
-            cut = True
-            break
-        times.append(float(timer.timeit(number).median))
-    arr = np.array(times) if times else np.array([single])
-    q1, med, q3 = np.percentile(arr, [25, 50, 75])
-    return {"median_s": float(med), "iqr_s": float(q3 - q1), "q1_s": float(q1), "q3_s": float(q3),
-            "min_s": float(arr.min()), "max_s": float(arr.max()), "repeats": len(times), "number": number,
-            "single_call_s": single, "cut": cut}
-
-
-def check_device(device: str) -> str:
-    """'cpu' or 'cuda'; exit 2 (InputError) when CUDA is asked for and absent."""
-    import torch
-
-    if device == "cuda":
-        if not torch.cuda.is_available():
-            build = "a CPU-only build" if torch.version.cuda is None else f"built for CUDA {torch.version.cuda}"
-            raise InputError(f"--device cuda: CUDA is not available (torch {torch.__version__}, {build}; "
-                             "torch.cuda.is_available() is False); use --device cpu or run on a machine with a GPU")
-        return torch.cuda.get_device_name(0)
-    return "cpu"
-
-
-def default_profile(device: str, device_name: str):
-    from depthscope.predict.profiles import A100, H100, cpu_profile
-
-    if device == "cpu":
-        return cpu_profile()
-    return A100 if "A100" in device_name.upper() else H100
 
 
 # ---------------------------------------------------------------------------------------------
@@ -204,7 +44,6 @@ def run_validation(path: str, symbol: str, values: list[int], *, held: dict[str,
     from depthscope.pipeline import analyze_spec
     from depthscope.model_file import load_model_file
     from depthscope.capture.dims import example_sizes, resized_spec
-    from depthscope.predict.model import complete_sizes, critical_path_launches, point
 
     if repeats < 1:
         raise InputError("--repeats must be at least 1")
@@ -236,7 +75,7 @@ def run_validation(path: str, symbol: str, values: list[int], *, held: dict[str,
                          "rebuilt at its sizes")
 
     model = spec.model.eval().to(device)
-    bar = _progress(len(points), symbol) if progress else None
+    bar = progress_bar(len(points), symbol) if progress else None
     start = time.monotonic()
     deadline = start + max_seconds if max_seconds is not None else None
     done: list[dict] = []
@@ -252,15 +91,15 @@ def run_validation(path: str, symbol: str, values: list[int], *, held: dict[str,
                     stop_reason = f"--max-seconds {max_seconds:g} reached before {symbol}={value}"
                     break
                 if prev is not None:
-                    est = _estimate(prev, counts["work"], repeats)
+                    est = estimate_seconds(prev, counts["work"], repeats)
                     if now + est > deadline:
                         stop_reason = (f"--max-seconds {max_seconds:g}: {symbol}={value} would take about {est:.2g} s "
                                        f"more, past the limit")
                         break
             try:
                 resized = resized_spec(spec, sizes)
-                args = _to_device(resized.example_inputs, device)
-                kwargs = _to_device(resized.example_kwargs or {}, device)
+                args = to_device(resized.example_inputs, device)
+                kwargs = to_device(resized.example_kwargs or {}, device)
 
                 def fn(model=model, args=args, kwargs=kwargs):
                     return model(*args, **kwargs)
@@ -301,7 +140,7 @@ def run_validation(path: str, symbol: str, values: list[int], *, held: dict[str,
             })
             prev = {"work": counts["work"], "single": measured["single_call_s"], "elapsed": time.monotonic() - now}
             if bar is not None:
-                bar.set_postfix_str(f"{symbol}={value}: {_short(measured['median_s'])}", refresh=False)
+                bar.set_postfix_str(f"{symbol}={value}: {seconds(measured['median_s'])}", refresh=False)
                 bar.update(1)
             if measured["cut"]:
                 stop_reason = f"--max-seconds {max_seconds:g} reached while timing {symbol}={value} (kept, " \
@@ -314,48 +153,8 @@ def run_validation(path: str, symbol: str, values: list[int], *, held: dict[str,
     return summarise(report, profile, device, device_name, symbol, held, values, done, stop_reason, elapsed, repeats)
 
 
-def _estimate(prev: dict, work_next: float, repeats: int) -> float:
-    """Seconds the next size will take: the last size's single call scaled by the work ratio."""
-    ratio = max(1.0, work_next / prev["work"]) if prev["work"] else 1.0
-    call = prev["single"] * ratio
-    number = max(1, int(BLOCK_SECONDS / call)) if call > 0 else 1
-    return max(prev["elapsed"], call * (WARMUP_CALLS + 1 + repeats * number))
-
-
-def _short(s: float) -> str:
-    from depthscope.predict.model import seconds
-
-    return seconds(s)
-
-
-def _progress(total: int, symbol: str):
-    """A progress bar on stderr: tqdm's when installed, else click's (a dependency already); silent off a terminal."""
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:
-        return _ClickBar(total, f"timing {symbol}")
-    return tqdm(total=total, desc=f"timing {symbol}", unit="size", file=sys.stderr, disable=None, leave=False)
-
-
-class _ClickBar:
-    """The slice of tqdm's interface validate uses, drawn by click.progressbar."""
-
-    def __init__(self, total: int, label: str):
-        import click
-
-        self._bar = click.progressbar(length=total, label=label, file=sys.stderr,
-                                      item_show_func=lambda _: self._note)
-        self._note = ""
-        self._bar.__enter__()
-
-    def set_postfix_str(self, text: str, refresh: bool = False):
-        self._note = text
-
-    def update(self, n: int = 1):
-        self._bar.update(n)
-
-    def close(self):
-        self._bar.__exit__(None, None, None)
+# ---------------------------------------------------------------------------------------------
+# Summary and verdict
 
 
 def summarise(report, profile, device, device_name, symbol, held, requested, done, stop_reason, elapsed,
@@ -414,16 +213,6 @@ def summarise(report, profile, device, device_name, symbol, held, requested, don
     return result
 
 
-def _num(x) -> str:
-    from depthscope.report.common import human
-
-    return human(float(x))
-
-
-def _fmt_slope(s) -> str:
-    return "n/a" if s is None else f"{s:.2f}"
-
-
 def verdict(result: dict) -> dict:
     """Plain words: does alpha*W + beta*D + gamma explain the measured times, and what dominates."""
     pts, fit, sym = result["points"], result["fit"], result["symbol"]
@@ -441,10 +230,10 @@ def verdict(result: dict) -> dict:
         lines.append(f"The work-depth model does NOT explain these measurements: the best fit of alpha*W + beta*D + gamma "
                      f"gives {r2_text}.")
     s = result["slopes"]
-    lines.append(f"Measured time grows like {sym}^{_fmt_slope(s['measured']['tail'])} over the largest sizes "
-                 f"({sym}^{_fmt_slope(s['measured']['all'])} over all); work grows like {sym}^{_fmt_slope(s['work']['tail'])}, "
-                 f"depth like {sym}^{_fmt_slope(s['depth']['tail'])}, and the {result['profile']['name']} profile's "
-                 f"burdened bound like {sym}^{_fmt_slope(s['predicted']['tail'])}.")
+    lines.append(f"Measured time grows like {sym}^{slope_text(s['measured']['tail'])} over the largest sizes "
+                 f"({sym}^{slope_text(s['measured']['all'])} over all); work grows like {sym}^{slope_text(s['work']['tail'])}, "
+                 f"depth like {sym}^{slope_text(s['depth']['tail'])}, and the {result['profile']['name']} profile's "
+                 f"burdened bound like {sym}^{slope_text(s['predicted']['tail'])}.")
     ms, ws = s["measured"]["tail"], s["work"]["tail"]
     if ms is not None and ws is not None and ws - ms > 0.5:
         lines.append(f"Time grows more slowly than work at these sizes: fixed per-call costs still dominate; larger "
@@ -456,170 +245,18 @@ def verdict(result: dict) -> dict:
         lines.append("The fit gives work no weight: the counted work does not drive the time here.")
     dmin, dmax = min(p["depth"] for p in pts), max(p["depth"] for p in pts)
     if dmax < 2 * dmin:
-        lines.append(f"Depth barely changes over these sizes ({_num(dmin)} to {_num(dmax)} levels), so the fit cannot "
+        lines.append(f"Depth barely changes over these sizes ({number(dmin)} to {number(dmax)} levels), so the fit cannot "
                      "tell beta*D from the constant gamma; read beta and beta/alpha with care.")
     t_min = min(p["median_s"] for p in pts)
     if fit["gamma_s"] > 0.5 * t_min:
-        lines.append(f"A fixed cost of {_short(fit['gamma_s'])} per call is over half the time at the smallest size.")
+        lines.append(f"A fixed cost of {seconds(fit['gamma_s'])} per call is over half the time at the smallest size.")
     last = pts[-1]
     bound = last["predicted"]["burdened_upper_s"]
     if bound > 0:
         ratio = last["median_s"] / bound
         rel = "slower than" if ratio >= 1 else "faster than"
-        lines.append(f"At {sym}={last['size']} the measured {_short(last['median_s'])} is {ratio:.3g}x the profile's "
-                     f"burdened bound {_short(bound)} ({rel} the bound"
+        lines.append(f"At {sym}={last['size']} the measured {seconds(last['median_s'])} is {ratio:.3g}x the profile's "
+                     f"burdened bound {seconds(bound)} ({rel} the bound"
                      + (": the profile overstates the device or the model's real cost includes more than W and D)."
                         if ratio < 1 else ")."))
     return {"explained": explained, "text": " ".join(lines)}
-
-
-# ---------------------------------------------------------------------------------------------
-# Rendering
-
-
-def _sections(result: dict, tablefmt: str) -> list[tuple[str, str]]:
-    from tabulate import tabulate
-
-    from depthscope.report.common import human
-
-    sym = result["symbol"]
-    rows = []
-    for p in result["points"]:
-        pr = p["predicted"]
-        rows.append([p["size"], human(p["work"]), human(p["depth"]), _short(p["median_s"]), _short(p["iqr_s"]),
-                     p["repeats"], p["number"], _short(pr.get("fit_s")) if "fit_s" in pr else "-",
-                     f"{_short(pr['brent_lower_s'])} .. {_short(pr['brent_upper_s'])}", _short(pr["burdened_upper_s"])])
-    held = ", ".join(f"{k}={v}" for k, v in result["held"].items())
-    title = (f"{result['model']} on {result['device_name']} ({result['threads']} thread(s), torch {result['torch']}): "
-             f"time per forward call over {sym}" + (f", holding {held}" if held else ""))
-    out = [(title, tabulate(rows, [sym, "work W", "depth D", "median", "IQR", "repeats", "calls/block", "fit",
-                                   f"Brent range ({result['profile']['name']})", "burdened bound"],
-                            tablefmt=tablefmt, disable_numparse=True))]
-    fit = result["fit"]
-    if fit:
-        frows = [
-            ["alpha (s per unit of work)", f"{fit['alpha_s_per_op']:.4g}"],
-            ["beta (s per level of depth)", f"{fit['beta_s_per_level']:.4g}"],
-            ["gamma (s per call)", f"{fit['gamma_s']:.4g}"],
-            ["R^2 (time)", "-" if fit["r2"] is None else f"{fit['r2']:.4f}"],
-            ["R^2 (log time)", "-" if fit["r2_log"] is None else f"{fit['r2_log']:.4f}"],
-            ["achieved rate 1/alpha", "-" if fit["achieved_flops"] is None else _flops(fit["achieved_flops"])],
-            ["effective parallelism beta/alpha", "-" if fit["effective_parallelism"] is None
-             else human(fit["effective_parallelism"])],
-            ["profile lanes equivalent", "-" if fit["profile_lanes_equivalent"] is None
-             else f"{fit['profile_lanes_equivalent']:.3g} of {result['profile']['processors']:,}"],
-            ["solver", fit["method"]],
-        ]
-        out.append(("fit: time = alpha*W + beta*D + gamma (non-negative least squares, relative errors)",
-                    tabulate(frows, ["", "value"], tablefmt=tablefmt, disable_numparse=True)))
-    s = result["slopes"]
-    srows = []
-    for key, label in (("measured", "measured"), ("fit", "fit"), ("predicted", "profile burdened bound"),
-                       ("brent_upper", "profile Brent upper"), ("work", "work W"), ("depth", "depth D")):
-        if s.get(key) and (s[key]["all"] is not None or s[key]["tail"] is not None):
-            srows.append([label, _fmt_slope(s[key]["all"]), _fmt_slope(s[key]["tail"])])
-    if srows:
-        out.append((f"slope of log T against log {sym}", tabulate(srows, ["", "all sizes", "largest sizes"],
-                                                                  tablefmt=tablefmt, disable_numparse=True)))
-    return out
-
-
-def _flops(f: float) -> str:
-    from depthscope.predict.model import flops
-
-    return flops(f)
-
-
-def render(result: dict, fmt: str) -> str:
-    if fmt == "json":
-        return json.dumps(result, indent=2) + "\n"
-    md = fmt == "markdown"
-    parts = [f"# depthscope validation: {result['model']}"] if md else []
-    for title, table in _sections(result, "github" if md else "simple"):
-        parts.append(f"## {title}\n\n{table}" if md else f"{title}\n{table}")
-    parts.append(("**verdict:** " if md else "verdict: ") + result["verdict"]["text"])
-    if result["stopped_early"]:
-        parts.append(("**stopped early:** " if md else "stopped early: ") + result["stop_reason"])
-    if result.get("plot"):
-        parts.append(f"plot: {result['plot']}")
-    parts.append(f"{len(result['sizes'])} of {len(result['requested_sizes'])} sizes timed in {result['elapsed_s']:.1f} s")
-    return "\n\n".join(parts) + "\n"
-
-
-# ---------------------------------------------------------------------------------------------
-# Command
-
-
-def _command():
-    import click
-
-    @click.command("validate")
-    @click.argument("path", type=click.Path(dir_okay=False))
-    @click.option("--sizes", "sizes", required=True, metavar="NAME=INT,INT,...",
-                  help="The symbol to sweep and its sizes, e.g. --sizes n=64,128,256,512.")
-    @click.option("--at", "at", multiple=True, metavar="NAME=INT",
-                  help="Hold another symbol at this size (default: its size in the example inputs).")
-    @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
-    @click.option("--device-profile", "device_profile", default=None, metavar="h100|a100|cpu|FILE.toml",
-                  help="Profile for the predicted times (default: cpu on --device cpu, a100 or h100 on cuda).")
-    @click.option("--repeats", type=click.IntRange(min=1), default=7, show_default=True,
-                  help="Timed blocks per size (median and IQR are over these).")
-    @click.option("--max-seconds", "max_seconds", type=click.FloatRange(min=0, min_open=True), default=None,
-                  help="Stop cleanly, with the sizes done so far, before the sweep runs past this many seconds.")
-    @click.option("--plot", "plot", type=click.Path(dir_okay=False), default=None,
-                  help="Write measured against predicted time, and W and D against the size, to this PNG "
-                       "(needs matplotlib: pip install 'depthscope[plot]').")
-    @click.option("--format", "fmt", type=click.Choice(["table", "json", "markdown"]), default="table", show_default=True)
-    @click.option("--threads", type=click.IntRange(min=1), default=None,
-                  help="CPU threads for torch (default: torch's own choice; 1 gives steadier timings on a busy machine).")
-    @click.option("--engine", type=click.Choice(["auto", "symbolic", "fitted"]), default="auto", show_default=True)
-    @click.option("--debug", is_flag=True, help="Show tracebacks.")
-    def validate_command(path, sizes, at, device, device_profile, repeats, max_seconds, plot, threads, fmt, engine,
-                         debug):
-        """Time the model file PATH at a sweep of sizes and test work and depth against the measurements."""
-        from depthscope.predict.model import parse_sizes
-        from depthscope.predict.profiles import load_profile
-
-        sweep = parse_sizes([sizes], "--sizes")
-        if len(sweep) != 1:
-            raise InputError("--sizes: give one symbol, e.g. --sizes n=64,128,256")
-        (symbol, values), = sweep.items()
-        if len(values) != len(set(values)):
-            raise InputError("--sizes: sizes repeat")
-        held = {}
-        for name, vals in parse_sizes(at).items():
-            if len(vals) != 1:
-                raise InputError(f"--at {name}=...: one size per held symbol")
-            if name == symbol:
-                raise InputError(f"--at {name}: {name} is the swept symbol")
-            held[name] = vals[0]
-        if plot:
-            import os
-
-            from depthscope.predict.plot import require_matplotlib
-
-            require_matplotlib()
-            folder = os.path.dirname(os.path.abspath(plot))
-            if not os.path.isdir(folder):
-                raise InputError(f"--plot {plot}: folder {folder} does not exist")
-        if threads is not None:
-            import torch
-
-            torch.set_num_threads(threads)  # before the cpu profile reads the thread count
-        profile = load_profile(device_profile) if device_profile else None
-        result = run_validation(path, symbol, sorted(values), held=held, device=device, repeats=repeats,
-                                max_seconds=max_seconds, profile=profile, engine=engine, threads=threads,
-                                on_note=lambda reason: click.echo(f"depthscope: {reason}", err=True))
-        if plot:
-            from depthscope.predict.plot import plot_validation
-
-            plot_validation(result, plot)
-            result["plot"] = plot
-        if result["stopped_early"]:
-            click.echo(f"depthscope: stopped early: {result['stop_reason']}", err=True)
-        click.echo(render(result, fmt), nl=False)
-
-    return validate_command
-
-
-validate_command = _command()

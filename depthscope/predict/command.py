@@ -1,0 +1,112 @@
+"""The click commands `depthscope predict` and `depthscope validate` (registered by depthscope.cli)."""
+
+from __future__ import annotations
+
+import os
+
+import click
+
+from depthscope.errors import InputError
+from depthscope.predict.model import predict
+from depthscope.predict.profiles import load_profile
+from depthscope.predict.render import render_prediction, render_validation
+from depthscope.predict.sizes import complete_sizes, expand_points, parse_sizes
+from depthscope.predict.validate import run_validation
+
+
+@click.command("predict")
+@click.argument("path", type=click.Path(dir_okay=False))
+@click.option("--at", "at", multiple=True, metavar="NAME=INT[,INT...]",
+              help="Sizes to predict at (repeat per symbol; a list gives one row per combination). "
+                   "Symbols not given take their size in the example inputs.")
+@click.option("--device-profile", "device_profile", default="h100", show_default=True, metavar="h100|a100|cpu|FILE.toml",
+              help="Built-in profile or a TOML file (peak_flops, processors, level_time_s, launch_overhead_s).")
+@click.option("--over", "over", multiple=True, metavar="NAME",
+              help="Solve the regime crossover over these symbols only (default: every symbol).")
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "markdown"]), default="table", show_default=True)
+@click.option("--train", is_flag=True, help="Predict a training step: forward plus backward of the loss.")
+@click.option("--engine", type=click.Choice(["auto", "symbolic", "fitted"]), default="auto", show_default=True)
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+def predict_command(path, at, device_profile, over, fmt, train, engine, debug):
+    """Predict time for the model file PATH on a device: Brent's range, burdened depth, speedup, regime."""
+    from depthscope.pipeline import analyze_spec
+    from depthscope.capture.dims import example_sizes
+    from depthscope.model_file import load_model_file
+
+    profile = load_profile(device_profile)
+    lists = parse_sizes(at)
+    spec = load_model_file(path)
+    report = analyze_spec(spec, train=train, engine=engine,
+                          on_fallback=lambda reason: click.echo(f"depthscope: {reason}", err=True))
+    defaults = example_sizes(spec)
+    points = []
+    for combo in expand_points(lists) or [{}]:
+        sizes, filled = complete_sizes(report, combo, defaults)
+        points.append(sizes)
+    if filled:
+        click.echo("depthscope: sizes from the example inputs: "
+                   + ", ".join(f"{k}={points[-1][k]}" for k in filled), err=True)
+    result = predict(report, profile, points, list(over) or None)
+    click.echo(render_prediction(result, fmt), nl=False)
+
+
+@click.command("validate")
+@click.argument("path", type=click.Path(dir_okay=False))
+@click.option("--sizes", "sizes", required=True, metavar="NAME=INT,INT,...",
+              help="The symbol to sweep and its sizes, e.g. --sizes n=64,128,256,512.")
+@click.option("--at", "at", multiple=True, metavar="NAME=INT",
+              help="Hold another symbol at this size (default: its size in the example inputs).")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+@click.option("--device-profile", "device_profile", default=None, metavar="h100|a100|cpu|FILE.toml",
+              help="Profile for the predicted times (default: cpu on --device cpu, a100 or h100 on cuda).")
+@click.option("--repeats", type=click.IntRange(min=1), default=7, show_default=True,
+              help="Timed blocks per size (median and IQR are over these).")
+@click.option("--max-seconds", "max_seconds", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Stop cleanly, with the sizes done so far, before the sweep runs past this many seconds.")
+@click.option("--plot", "plot", type=click.Path(dir_okay=False), default=None,
+              help="Write measured against predicted time, and W and D against the size, to this PNG "
+                   "(needs matplotlib: pip install 'depthscope[plot]').")
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "markdown"]), default="table", show_default=True)
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="CPU threads for torch (default: torch's own choice; 1 gives steadier timings on a busy machine).")
+@click.option("--engine", type=click.Choice(["auto", "symbolic", "fitted"]), default="auto", show_default=True)
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+def validate_command(path, sizes, at, device, device_profile, repeats, max_seconds, plot, threads, fmt, engine,
+                     debug):
+    """Time the model file PATH at a sweep of sizes and test work and depth against the measurements."""
+    sweep = parse_sizes([sizes], "--sizes")
+    if len(sweep) != 1:
+        raise InputError("--sizes: give one symbol, e.g. --sizes n=64,128,256")
+    (symbol, values), = sweep.items()
+    if len(values) != len(set(values)):
+        raise InputError("--sizes: sizes repeat")
+    held = {}
+    for name, vals in parse_sizes(at).items():
+        if len(vals) != 1:
+            raise InputError(f"--at {name}=...: one size per held symbol")
+        if name == symbol:
+            raise InputError(f"--at {name}: {name} is the swept symbol")
+        held[name] = vals[0]
+    if plot:
+        from depthscope.predict.plot import require_matplotlib
+
+        require_matplotlib()
+        folder = os.path.dirname(os.path.abspath(plot))
+        if not os.path.isdir(folder):
+            raise InputError(f"--plot {plot}: folder {folder} does not exist")
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)  # before the cpu profile reads the thread count
+    profile = load_profile(device_profile) if device_profile else None
+    result = run_validation(path, symbol, sorted(values), held=held, device=device, repeats=repeats,
+                            max_seconds=max_seconds, profile=profile, engine=engine, threads=threads,
+                            on_note=lambda reason: click.echo(f"depthscope: {reason}", err=True))
+    if plot:
+        from depthscope.predict.plot import plot_validation
+
+        plot_validation(result, plot)
+        result["plot"] = plot
+    if result["stopped_early"]:
+        click.echo(f"depthscope: stopped early: {result['stop_reason']}", err=True)
+    click.echo(render_validation(result, fmt), nl=False)

@@ -1,0 +1,186 @@
+"""Text for predict and validate results: number formatting, and the table, markdown and json renderers."""
+
+from __future__ import annotations
+
+import json
+
+
+# ---------------------------------------------------------------------------------------------
+# Numbers
+
+
+def seconds(s: float | None) -> str:
+    """1.23 s, 4.56 ms, 7.89 µs, 12.3 ns."""
+    if s is None:
+        return "-"
+    a = abs(s)
+    if a == 0:
+        return "0 s"
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6), ("ns", 1e-9)):
+        if a >= scale or unit == "ns":
+            return f"{s / scale:.3g} {unit}"
+    return f"{s:.3g} s"  # pragma: no cover
+
+
+def flops(f: float) -> str:
+    """1.23 TFLOP/s, 4.56 GFLOP/s, ..."""
+    for unit, scale in (("PFLOP/s", 1e15), ("TFLOP/s", 1e12), ("GFLOP/s", 1e9), ("MFLOP/s", 1e6)):
+        if f >= scale:
+            return f"{f / scale:.3g} {unit}"
+    return f"{f:.3g} FLOP/s"
+
+
+def speed(x) -> str:
+    """A speedup: 1,234 from a thousand on, else three significant figures; "-" for None."""
+    if x is None:
+        return "-"
+    return f"{x:,.0f}" if x >= 1000 else f"{x:.3g}"
+
+
+def number(x) -> str:
+    """A count in human form (1.5M), "-" for None."""
+    from depthscope.report.common import human
+
+    return human(float(x)) if x is not None else "-"
+
+
+def slope_text(s) -> str:
+    """A log-log slope to two decimals, "n/a" for None."""
+    return "n/a" if s is None else f"{s:.2f}"
+
+
+# ---------------------------------------------------------------------------------------------
+# depthscope predict
+
+
+def profile_line(profile: dict) -> str:
+    return (f"profile {profile['name']}: {profile['description'] or 'from a file'}; peak {flops(profile['peak_flops'])}, "
+            f"P = {profile['processors']:,} lanes, t = {seconds(profile['level_time_s'])} per level, "
+            f"o = {seconds(profile['launch_overhead_s'])} per launch")
+
+
+def prediction_sections(result: dict, tablefmt: str) -> list[tuple[str, str]]:
+    from tabulate import tabulate
+
+    out = []
+    head = ["sizes", "work W", "depth D", "path ops K", "T1 (1 lane)", "W/peak", "D*t", "Brent range T_P",
+            "burdened W/peak+D*t+K*o", "bound"]
+    rows = []
+    for p in result["points"]:
+        label = ", ".join(f"{k}={v}" for k, v in p["sizes"].items()) or "concrete"
+        bound = p["bound"] + ("" if p["burdened_bound"] == p["bound"] else f" ({p['burdened_bound']} when burdened)")
+        rows.append([label, number(p["work"]), number(p["depth"]), p["critical_path_ops"], seconds(p["t1_s"]),
+                     seconds(p["work_term_s"]), seconds(p["depth_term_s"]),
+                     f"{seconds(p['brent_lower_s'])} .. {seconds(p['brent_upper_s'])}",
+                     seconds(p["burdened_upper_s"]), bound])
+    out.append((f"{result['model']} on {result['profile']['name']}: predicted time per forward call "
+                f"(engine {result['engine']}, {result['mode']})", tabulate(rows, head, tablefmt=tablefmt)))
+    shown = result["points"] if len(result["points"]) <= 2 else result["points"][-1:]
+    for p in shown:
+        label = ", ".join(f"{k}={v}" for k, v in p["sizes"].items()) or "concrete"
+        srows = []
+        for r in p["speedup"]:
+            srows.append([f"{r['p']:,}", f"{seconds(r['lower_s'])} .. {seconds(r['upper_s'])}",
+                          f"{speed(r['speedup_min'])} .. {speed(r['speedup_max'])}", speed(r["burdened_speedup"])])
+        out.append((f"speedup T1/T_p against p lanes at {label} (parallelism W/D = {number(p['parallelism'])})",
+                    tabulate(srows, ["p", "T_p (Brent)", "speedup", "burdened speedup"], tablefmt=tablefmt,
+                             disable_numparse=True)))
+    return out
+
+
+def render_prediction_table(result: dict) -> str:
+    parts = [profile_line(result["profile"])]
+    for title, table in prediction_sections(result, "simple"):
+        parts.append(f"{title}\n{table}")
+    parts.append("regime\n" + "\n".join(r["sentence"] for r in result["regimes"]) if result["regimes"] else
+                 "regime: the model has no size symbols")
+    return "\n\n".join(parts) + "\n"
+
+
+def render_prediction_markdown(result: dict) -> str:
+    parts = [f"# depthscope prediction: {result['model']} on {result['profile']['name']}", profile_line(result["profile"])]
+    for title, table in prediction_sections(result, "github"):
+        parts.append(f"## {title}\n\n{table}")
+    parts.append("## regime\n\n" + ("\n".join(f"- {r['sentence']}" for r in result["regimes"])
+                                    or "The model has no size symbols."))
+    src = result["profile"].get("sources") or {}
+    if src:
+        parts.append("## profile sources\n\n" + "\n".join(f"- `{k}`: {v}" for k, v in src.items()))
+    return "\n\n".join(parts) + "\n"
+
+
+def render_prediction(result: dict, fmt: str) -> str:
+    """A `depthscope predict` result as table, markdown or json text."""
+    if fmt == "json":
+        return json.dumps(result, indent=2) + "\n"
+    if fmt == "markdown":
+        return render_prediction_markdown(result)
+    return render_prediction_table(result)
+
+
+# ---------------------------------------------------------------------------------------------
+# depthscope validate
+
+
+def validation_sections(result: dict, tablefmt: str) -> list[tuple[str, str]]:
+    from tabulate import tabulate
+
+    from depthscope.report.common import human
+
+    sym = result["symbol"]
+    rows = []
+    for p in result["points"]:
+        pr = p["predicted"]
+        rows.append([p["size"], human(p["work"]), human(p["depth"]), seconds(p["median_s"]), seconds(p["iqr_s"]),
+                     p["repeats"], p["number"], seconds(pr.get("fit_s")) if "fit_s" in pr else "-",
+                     f"{seconds(pr['brent_lower_s'])} .. {seconds(pr['brent_upper_s'])}", seconds(pr["burdened_upper_s"])])
+    held = ", ".join(f"{k}={v}" for k, v in result["held"].items())
+    title = (f"{result['model']} on {result['device_name']} ({result['threads']} thread(s), torch {result['torch']}): "
+             f"time per forward call over {sym}" + (f", holding {held}" if held else ""))
+    out = [(title, tabulate(rows, [sym, "work W", "depth D", "median", "IQR", "repeats", "calls/block", "fit",
+                                   f"Brent range ({result['profile']['name']})", "burdened bound"],
+                            tablefmt=tablefmt, disable_numparse=True))]
+    fit = result["fit"]
+    if fit:
+        frows = [
+            ["alpha (s per unit of work)", f"{fit['alpha_s_per_op']:.4g}"],
+            ["beta (s per level of depth)", f"{fit['beta_s_per_level']:.4g}"],
+            ["gamma (s per call)", f"{fit['gamma_s']:.4g}"],
+            ["R^2 (time)", "-" if fit["r2"] is None else f"{fit['r2']:.4f}"],
+            ["R^2 (log time)", "-" if fit["r2_log"] is None else f"{fit['r2_log']:.4f}"],
+            ["achieved rate 1/alpha", "-" if fit["achieved_flops"] is None else flops(fit["achieved_flops"])],
+            ["effective parallelism beta/alpha", "-" if fit["effective_parallelism"] is None
+             else human(fit["effective_parallelism"])],
+            ["profile lanes equivalent", "-" if fit["profile_lanes_equivalent"] is None
+             else f"{fit['profile_lanes_equivalent']:.3g} of {result['profile']['processors']:,}"],
+            ["solver", fit["method"]],
+        ]
+        out.append(("fit: time = alpha*W + beta*D + gamma (non-negative least squares, relative errors)",
+                    tabulate(frows, ["", "value"], tablefmt=tablefmt, disable_numparse=True)))
+    s = result["slopes"]
+    srows = []
+    for key, label in (("measured", "measured"), ("fit", "fit"), ("predicted", "profile burdened bound"),
+                       ("brent_upper", "profile Brent upper"), ("work", "work W"), ("depth", "depth D")):
+        if s.get(key) and (s[key]["all"] is not None or s[key]["tail"] is not None):
+            srows.append([label, slope_text(s[key]["all"]), slope_text(s[key]["tail"])])
+    if srows:
+        out.append((f"slope of log T against log {sym}", tabulate(srows, ["", "all sizes", "largest sizes"],
+                                                                  tablefmt=tablefmt, disable_numparse=True)))
+    return out
+
+
+def render_validation(result: dict, fmt: str) -> str:
+    """A `depthscope validate` result as table, markdown or json text."""
+    if fmt == "json":
+        return json.dumps(result, indent=2) + "\n"
+    md = fmt == "markdown"
+    parts = [f"# depthscope validation: {result['model']}"] if md else []
+    for title, table in validation_sections(result, "github" if md else "simple"):
+        parts.append(f"## {title}\n\n{table}" if md else f"{title}\n{table}")
+    parts.append(("**verdict:** " if md else "verdict: ") + result["verdict"]["text"])
+    if result["stopped_early"]:
+        parts.append(("**stopped early:** " if md else "stopped early: ") + result["stop_reason"])
+    if result.get("plot"):
+        parts.append(f"plot: {result['plot']}")
+    parts.append(f"{len(result['sizes'])} of {len(result['requested_sizes'])} sizes timed in {result['elapsed_s']:.1f} s")
+    return "\n\n".join(parts) + "\n"
