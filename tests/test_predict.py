@@ -8,7 +8,7 @@ import sympy
 
 import depthscope.cli as cli
 from conftest import example
-from depthscope.engine.analysis import PathStep, Report
+from depthscope.engine.analysis import CriticalPath, PathStep, Report
 from depthscope.errors import InputError
 from depthscope.predict.model import (
     critical_path_launches,
@@ -35,9 +35,9 @@ def toy_report(work, depth, steps=None, n_max=None, extra_symbols=()) -> Report:
     for name in extra_symbols:
         symbols[name] = SymbolInfo(name, 1, None)
     steps = steps if steps is not None else [sympy.Integer(1), depth - 2, sympy.Integer(1)]
-    path = [PathStep(f"op{i}", "aten.toy.default", "", sympy.sympify(d)) for i, d in enumerate(steps)]
+    path = tuple(PathStep(f"op{i}", "aten.toy.default", "", sympy.sympify(d)) for i, d in enumerate(steps))
     return Report(model="toy", symbols=symbols, work=sympy.sympify(work), depth=sympy.sympify(depth), flops=sympy.S.Zero,
-                  ops=[], modules=[], critical_path=path, unmodeled=[], node_count=len(path))
+                  nodes=(), paths=(CriticalPath(sympy.sympify(depth), path),))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -26,19 +26,19 @@ from depthscope.predict.validate import run_validation
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "markdown"]), default="table", show_default=True)
 @click.option("--train", is_flag=True, help="Predict a training step: forward plus backward of the loss.")
 @click.option("--engine", type=click.Choice(["auto", "symbolic", "fitted"]), default="auto", show_default=True)
+@click.option("--symbolic", "symbolic", multiple=True, metavar="NAME",
+              help="Make this integer keyword parameter of the model factory a symbol (repeatable).")
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
-def predict_command(path, at, device_profile, over, fmt, train, engine, debug):
+def predict_command(path, at, device_profile, over, fmt, train, engine, symbolic, debug):
     """Predict time for the model file PATH on a device: Brent's range, burdened depth, speedup, regime."""
-    from depthscope.pipeline import analyze_spec
-    from depthscope.capture.dims import example_sizes
-    from depthscope.model_file import load_model_file
+    from depthscope.pipeline import analyze_subject, load_subject
 
     profile = load_profile(device_profile)
     lists = parse_sizes(at)
-    spec = load_model_file(path)
-    report = analyze_spec(spec, train=train, engine=engine,
-                          on_fallback=lambda reason: click.echo(f"depthscope: {reason}", err=True))
-    defaults = example_sizes(spec)
+    subject = load_subject(path, symbolic or None)
+    report = analyze_subject(subject, train=train, engine=engine,
+                             on_fallback=lambda reason: click.echo(f"depthscope: {reason}", err=True))
+    defaults = subject.example_sizes()
     points = []
     for combo in expand_points(lists) or [{}]:
         sizes, filled = complete_sizes(report, combo, defaults)
@@ -70,9 +70,11 @@ def predict_command(path, at, device_profile, over, fmt, train, engine, debug):
 @click.option("--threads", type=click.IntRange(min=1), default=None,
               help="CPU threads for torch (default: torch's own choice; 1 gives steadier timings on a busy machine).")
 @click.option("--engine", type=click.Choice(["auto", "symbolic", "fitted"]), default="auto", show_default=True)
+@click.option("--symbolic", "symbolic", multiple=True, metavar="NAME",
+              help="Make this integer keyword parameter of the model factory a symbol (repeatable).")
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
 def validate_command(path, sizes, at, device, device_profile, repeats, max_seconds, plot, threads, fmt, engine,
-                     debug):
+                     symbolic, debug):
     """Time the model file PATH at a sweep of sizes and test work and depth against the measurements."""
     sweep = parse_sizes([sizes], "--sizes")
     if len(sweep) != 1:
@@ -101,6 +103,7 @@ def validate_command(path, sizes, at, device, device_profile, repeats, max_secon
     profile = load_profile(device_profile) if device_profile else None
     result = run_validation(path, symbol, sorted(values), held=held, device=device, repeats=repeats,
                             max_seconds=max_seconds, profile=profile, engine=engine, threads=threads,
+                            symbolic=symbolic or None,
                             on_note=lambda reason: click.echo(f"depthscope: {reason}", err=True))
     if plot:
         from depthscope.predict.plot import plot_validation

@@ -16,7 +16,7 @@ from __future__ import annotations
 import sympy
 
 from depthscope.errors import InputError
-from depthscope.symbols import as_expr, big_o, evaluate
+from depthscope.symbols import big_o, evaluate, size_symbol
 
 SCHEMA = "depthscope.predict/1"
 SEARCH_CAP = 2**40  # crossover search limit for a symbol without a max
@@ -24,10 +24,6 @@ SEARCH_CAP = 2**40  # crossover search limit for a symbol without a max
 
 # ---------------------------------------------------------------------------------------------
 # Launches on the critical path
-
-
-def _value(expr, report, sizes: dict[str, int]) -> float:
-    return float(evaluate(as_expr(expr), report.symbol_values(sizes)))
 
 
 def _polynomial_part(expr) -> sympy.Expr:
@@ -40,28 +36,27 @@ def critical_path_launches(report, sizes: dict[str, int]) -> int:
     """K: ops on the critical path at `sizes`, each paying one launch.
 
     A step that is a sequential loop (depth polynomial in a size: a scan, a while_loop, a recurrent module) pays
-    one launch per trip, taken as the polynomial part of its depth's big-O (n for 14*n + 16). For the fitted
-    engine, whose critical path is that of one analysed size, K is scaled with the depth when the depth grows
-    polynomially.
+    one launch per trip, taken as the polynomial part of its depth's big-O (n for 14*n + 16). A fitted analysis's
+    path is that of one analysed build (`breakdown_at`): its count there is scaled with the depth when the depth
+    grows polynomially in a fitted symbol.
     """
     steps = report.critical_path(sizes).steps
-    if not steps:
-        return 0
-    if report.breakdown_at is not None:
-        poly = _polynomial_part(report.depth)
-        if not poly.free_symbols:
-            return len(steps)
-        here = _value(report.depth, report, sizes)
-        there = _value(report.depth, report, dict(report.breakdown_at))
-        return max(1, round(len(steps) * here / there)) if there > 0 else len(steps)
     total = 0
     for step in steps:
         try:
             poly = _polynomial_part(step.depth)
-            total += max(1, round(_value(poly, report, sizes))) if poly.free_symbols else 1
+            total += max(1, round(report.value(poly, sizes))) if poly.free_symbols else 1
         except Exception:  # noqa: BLE001 - an odd depth form counts as one launch
             total += 1
-    return total
+    built = report.breakdown_at
+    if not total or not built:
+        return total
+    fitted = {size_symbol(name) for name in built}
+    if not _polynomial_part(report.depth).free_symbols & fitted:
+        return total
+    here = float(evaluate(report.depth, report.symbol_values(sizes)))
+    there = report.value(report.depth, sizes)  # at the analysed build's values of the fitted symbols
+    return max(1, round(total * here / there)) if there > 0 else total
 
 
 # ---------------------------------------------------------------------------------------------
@@ -223,6 +218,9 @@ def predict(report, profile, points: list[dict[str, int]], over: list[str] | Non
         "model": report.model,
         "engine": report.engine,
         "mode": report.mode,
+        "exactness": report.exactness,
+        "provenance": report.provenance.to_dict(),
+        "unmodeled": [{"op": op, "count": count} for op, count in report.unmodeled],
         "work": str(report.work),
         "depth": str(report.depth),
         "profile": profile.to_dict(),

@@ -59,6 +59,14 @@ def profile_line(profile: dict) -> str:
             f"o = {seconds(profile['launch_overhead_s'])} per launch")
 
 
+def trust_sections(result: dict) -> list[tuple[str, str]]:
+    """A warning section when the analysis behind the times is approximate (unmodeled ops, a failed fit)."""
+    if result.get("exactness") != "approximate":
+        return []
+    reasons = result.get("provenance", {}).get("reasons") or ["see depthscope analyze"]
+    return [("WARNING: the work and depth behind these times are approximate", "\n".join(reasons))]
+
+
 def prediction_sections(result: dict, tablefmt: str) -> list[tuple[str, str]]:
     from tabulate import tabulate
 
@@ -74,7 +82,9 @@ def prediction_sections(result: dict, tablefmt: str) -> list[tuple[str, str]]:
                      f"{seconds(p['brent_lower_s'])} .. {seconds(p['brent_upper_s'])}",
                      seconds(p["burdened_upper_s"]), bound])
     out.append((f"{result['model']} on {result['profile']['name']}: predicted time per forward call "
-                f"(engine {result['engine']}, {result['mode']})", tabulate(rows, head, tablefmt=tablefmt)))
+                f"(engine {result['engine']}, {result['mode']}, {result.get('exactness', 'exact')})",
+                tabulate(rows, head, tablefmt=tablefmt)))
+    out += trust_sections(result)
     shown = result["points"] if len(result["points"]) <= 2 else result["points"][-1:]
     for p in shown:
         label = ", ".join(f"{k}={v}" for k, v in p["sizes"].items()) or "concrete"
@@ -139,7 +149,7 @@ def validation_sections(result: dict, tablefmt: str) -> list[tuple[str, str]]:
              f"time per forward call over {sym}" + (f", holding {held}" if held else ""))
     out = [(title, tabulate(rows, [sym, "work W", "depth D", "median", "IQR", "repeats", "calls/block", "fit",
                                    f"Brent range ({result['profile']['name']})", "burdened bound"],
-                            tablefmt=tablefmt, disable_numparse=True))]
+                            tablefmt=tablefmt, disable_numparse=True))] + trust_sections(result)
     fit = result["fit"]
     if fit:
         frows = [

@@ -37,13 +37,11 @@ EXPLAINED_R2 = 0.9  # both R^2 (time) and R^2 (log time) at least this: the mode
 def run_validation(path: str, symbol: str, values: list[int], *, held: dict[str, int] | None = None,
                    device: str = "cpu", repeats: int = 7, max_seconds: float | None = None,
                    profile=None, engine: str = "auto", progress: bool = True, on_note=None,
-                   threads: int | None = None) -> dict:
+                   threads: int | None = None, symbolic=None) -> dict:
     """Time the model at each size of `symbol` (the others held) and fit the measurements; a JSON-ready dict."""
     import torch
 
-    from depthscope.pipeline import analyze_spec
-    from depthscope.model_file import load_model_file
-    from depthscope.capture.dims import example_sizes, resized_spec
+    from depthscope.pipeline import analyze_subject, load_subject
 
     if repeats < 1:
         raise InputError("--repeats must be at least 1")
@@ -54,27 +52,24 @@ def run_validation(path: str, symbol: str, values: list[int], *, held: dict[str,
         if threads < 1:
             raise InputError("--threads must be at least 1")
         torch.set_num_threads(threads)
-    spec = load_model_file(path)
-    report = analyze_spec(spec, engine=engine, on_fallback=on_note)
+    subject = load_subject(path, symbolic)
+    report = analyze_subject(subject, engine=engine, on_fallback=on_note)
     if symbol not in report.symbols:
         known = ", ".join(report.symbols) or "none (the model has no dynamic dims)"
         raise InputError(f"--sizes {symbol}=...: unknown size symbol {symbol!r}; the model's symbols are: {known}")
     if profile is None:
         profile = default_profile(device, device_name)
-    base, _ = complete_sizes(report, {**(held or {}), symbol: values[0]}, example_sizes(spec))
+    examples = subject.example_sizes()
+    base, _ = complete_sizes(report, {**(held or {}), symbol: values[0]}, examples)
     held = {k: v for k, v in base.items() if k != symbol}
     points = [{**held, symbol: v} for v in values]
     for sizes in points:
         report.symbol_values(sizes)  # every size inside the proved range, before any timing
-    try:
-        spec_dims = set(example_sizes(spec))
-    except Exception:  # noqa: BLE001
-        spec_dims = set()
-    if spec_dims and symbol not in spec_dims:
+    if examples and symbol not in examples:
         raise InputError(f"--sizes {symbol}=...: {symbol} is not a dim of the example inputs, so inputs cannot be "
                          "rebuilt at its sizes")
 
-    model = spec.model.eval().to(device)
+    model = None if subject.hyper else subject.spec.model.eval().to(device)
     bar = progress_bar(len(points), symbol) if progress else None
     start = time.monotonic()
     deadline = start + max_seconds if max_seconds is not None else None
@@ -97,12 +92,13 @@ def run_validation(path: str, symbol: str, values: list[int], *, held: dict[str,
                                        f"more, past the limit")
                         break
             try:
-                resized = resized_spec(spec, sizes)
+                resized = subject.spec_at(sizes)  # a new build when a hyperparameter is a symbol
+                run = model if model is not None else resized.model.eval().to(device)
                 args = to_device(resized.example_inputs, device)
                 kwargs = to_device(resized.example_kwargs or {}, device)
 
-                def fn(model=model, args=args, kwargs=kwargs):
-                    return model(*args, **kwargs)
+                def fn(run=run, args=args, kwargs=kwargs):
+                    return run(*args, **kwargs)
 
                 with torch.no_grad():
                     measured = time_call(fn, device, repeats, deadline)
@@ -122,7 +118,7 @@ def run_validation(path: str, symbol: str, values: list[int], *, held: dict[str,
             except Exception as exc:  # noqa: BLE001 - the user's model failed at this size
                 raise InputError(f"the model failed at {symbol}={value}: {type(exc).__name__}: {exc}") from exc
             finally:
-                args = kwargs = fn = None  # noqa: F841 - free the inputs
+                args = kwargs = fn = run = None  # noqa: F841 - free the inputs
                 if device == "cuda":
                     torch.cuda.empty_cache()
             if measured["cut"] and measured["repeats"] < min(MIN_REPEATS_KEPT, repeats):
@@ -185,6 +181,9 @@ def summarise(report, profile, device, device_name, symbol, held, requested, don
         "schema": SCHEMA,
         "model": report.model,
         "engine": report.engine,
+        "exactness": report.exactness,
+        "provenance": report.provenance.to_dict(),
+        "unmodeled": [{"op": op, "count": count} for op, count in report.unmodeled],
         "device": device,
         "device_name": device_name,
         "torch": torch.__version__,
