@@ -50,9 +50,11 @@ def measure_one(name: str, layers: int | None) -> dict:
     import torch
     from torch.export import Dim
 
-    from depthscope.engine.analysis import analyze_captured
     from depthscope.capture.captured import capture
+    from depthscope.engine.analysis import Provenance, build_analysis
+    from depthscope.engine.walk import walk_captured
     from depthscope.model_file import ModelSpec
+    from depthscope.report import render
 
     cls, cfg, limits = _config(name, layers)
     cfg._attn_implementation = "sdpa"
@@ -63,11 +65,29 @@ def measure_one(name: str, layers: int | None) -> dict:
     t0 = time.perf_counter()
     captured = capture(ModelSpec(model, (ids,), {}, dyn, name=name))
     t1 = time.perf_counter()
-    report = analyze_captured(captured)
+    report = build_analysis(walk_captured(captured), Provenance())
     t2 = time.perf_counter()
+    render(report, "json")  # the views (critical path, ops, modules at the display sizes) and big-O
+    t3 = time.perf_counter()
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"model": name, "layers": layers, "capture_s": t1 - t0, "analysis_s": t2 - t1, "rss_mib": rss,
-            "nodes": report.node_count, "work": str(report.big_o["work"]), "depth": str(report.depth)}
+    return {"model": name, "layers": layers, "capture_s": t1 - t0, "analysis_s": t2 - t1, "render_s": t3 - t2,
+            "rss_mib": rss, "nodes": report.node_count, "work": str(report.big_o["work"]), "depth": str(report.depth)}
+
+
+def export_only(path: str) -> dict:
+    """Child process: import a model file and torch.export it, nothing else (the baseline for the overhead)."""
+    import importlib.util
+
+    import torch
+
+    spec = importlib.util.spec_from_file_location("bench_model", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["bench_model"] = module
+    spec.loader.exec_module(module)
+    model = module.model() if not isinstance(module.model, torch.nn.Module) else module.model
+    inputs = module.example_inputs() if callable(module.example_inputs) else module.example_inputs
+    torch.export.export(model.eval(), inputs, dynamic_shapes=module.dynamic_shapes)
+    return {}
 
 
 def flop_counter_forward() -> dict:
@@ -103,6 +123,26 @@ def _whole_process(cmd: list[str], env: dict | None = None) -> float:
     return time.perf_counter() - start
 
 
+def overhead_section(repeats: int) -> list[str]:
+    """Whole processes, alternating: `depthscope analyze` on the Llama-3-70B-shaped file against torch.export alone."""
+    env = {"DEPTHSCOPE_HF_MODEL": "llama-70b"}
+    file = os.path.join(ROOT, "examples", "hf_models.py")
+    export_s, analyze_s = [], []
+    for _ in range(repeats):
+        export_s.append(_whole_process([sys.executable, __file__, "--export-only", file], env=env))
+        analyze_s.append(_whole_process([sys.executable, "-m", "depthscope", "analyze", file, "--format", "json"],
+                                        env=env))
+    e, a = sorted(export_s)[repeats // 2], sorted(analyze_s)[repeats // 2]
+    return ["## End-to-end overhead above torch.export (Llama-3-70B shapes, whole processes)\n",
+            f"Median of {repeats} alternating runs: each process imports the model file and exports it; "
+            "`depthscope analyze --format json` also walks, builds the Analysis and renders it.\n",
+            "| process | runs s | median s |", "|---|---|---:|",
+            f"| import + `torch.export.export` | {', '.join(f'{x:.1f}' for x in export_s)} | {e:.1f} |",
+            f"| `depthscope analyze examples/hf_models.py --format json` | {', '.join(f'{x:.1f}' for x in analyze_s)} | "
+            f"{a:.1f} |",
+            f"\nOverhead: **{100 * (a - e) / e:+.1f}%** ({a - e:+.1f} s).\n"]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="skip the 70B model and use fewer layer counts")
@@ -110,12 +150,16 @@ def main() -> None:
     parser.add_argument("--one", help=argparse.SUPPRESS)
     parser.add_argument("--layers", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--flop-counter", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--export-only", help=argparse.SUPPRESS)
     opts = parser.parse_args()
     if opts.one:
         print(json.dumps(measure_one(opts.one, opts.layers)))
         return
     if opts.flop_counter:
         print(json.dumps(flop_counter_forward()))
+        return
+    if opts.export_only:
+        print(json.dumps(export_only(opts.export_only)))
         return
 
     import torch
@@ -125,13 +169,13 @@ def main() -> None:
              f"{os.cpu_count()} CPUs ({platform.machine()}). Each row is a fresh process; models are built from "
              "configs on the meta device.\n",
              "## Real architectures\n",
-             "| model | nodes | capture s | analysis s | peak RSS MiB | work | depth |",
-             "|---|---:|---:|---:|---:|---|---|"]
+             "| model | nodes | capture s | analysis s | render s | peak RSS MiB | work | depth |",
+             "|---|---:|---:|---:|---:|---:|---|---|"]
     models = ["gpt2", "bert"] + ([] if opts.quick else ["llama-70b"])
     for name in models:
         row, _ = _child(["--one", name])
         lines.append(f"| {name} | {row['nodes']} | {row['capture_s']:.1f} | {row['analysis_s']:.2f} | "
-                     f"{row['rss_mib']:.0f} | O({row['work']}) | `{row['depth']}` |")
+                     f"{row['render_s']:.2f} | {row['rss_mib']:.0f} | O({row['work']}) | `{row['depth']}` |")
 
     lines += ["\n## Analysis time against layer count (GPT-2 width 768)\n",
               "| layers | nodes | capture s | analysis s |", "|---:|---:|---:|---:|"]
@@ -145,6 +189,9 @@ def main() -> None:
     mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
     slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
     lines.append(f"\nFitted exponent of analysis time in layers (least squares on log-log): **{slope:.2f}**.\n")
+
+    if not opts.quick:
+        lines += overhead_section(repeats=3)
 
     analyze_s = _whole_process([sys.executable, "-m", "depthscope", "analyze", "examples/hf_models.py",
                                 "--format", "json"], env={"DEPTHSCOPE_HF_MODEL": "gpt2"})

@@ -8,6 +8,8 @@ import traceback
 
 import click
 
+from depthscope.engine import ENGINES
+
 from depthscope.errors import EXIT_INTERNAL, EXIT_USAGE, CheckFailed, DepthscopeError, InputError
 
 _AT = re.compile(r"^([A-Za-z_]\w*)=(\d+)$")
@@ -47,7 +49,7 @@ def cli(ctx):
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "markdown"]), default="table", show_default=True)
 @click.option("--at", "at", multiple=True, metavar="NAME=INT", help="Evaluate at these sizes (repeat per symbol).")
 @click.option("--train", is_flag=True, help="Analyze a training step: forward plus backward of the loss.")
-@click.option("--engine", type=click.Choice(["auto", "symbolic", "fitted"]), default="auto", show_default=True,
+@click.option("--engine", type=click.Choice(ENGINES), default="auto", show_default=True,
               help="symbolic: one symbolic export; fitted: exact counts at a sweep of sizes, fitted; "
                    "auto: symbolic, else fitted. [tool.depthscope] engine in pyproject.toml sets the default.")
 @click.option("--symbolic", "symbolic", multiple=True, metavar="NAME",

@@ -23,6 +23,7 @@ import os
 from dataclasses import dataclass, field
 
 from depthscope.check.budget import BudgetError, Class, parse_budget
+from depthscope.engine import ENGINES
 from depthscope.errors import InputError
 
 try:  # Python 3.11+
@@ -33,7 +34,6 @@ except ModuleNotFoundError:  # pragma: no cover - Python 3.10
     except ModuleNotFoundError:
         tomllib = None  # type: ignore[assignment]
 
-ENGINES = ("auto", "symbolic", "fitted")
 ENTRY_KEYS = ("path", "work", "depth", "symbolic", "engine", "train")
 METRICS = ("work", "depth")
 DEFAULTS = {"engine": "auto", "lock": "depthscope.lock.json", "cache-dir": ".depthscope_cache", "cache": True}

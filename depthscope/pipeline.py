@@ -10,6 +10,7 @@ import torch
 
 from depthscope.capture.captured import capture
 from depthscope.capture.dims import example_sizes, resized_spec
+from depthscope.engine import ENGINES
 from depthscope.engine.analysis import Analysis, Provenance, build_analysis
 from depthscope.engine.fitted import analyze_fitted
 from depthscope.engine.hyper import analyze_hyper, hyper_defaults
@@ -17,9 +18,6 @@ from depthscope.engine.walk import walk_captured
 from depthscope.errors import CaptureError, InputError
 from depthscope.cost.registry import resolve_op
 from depthscope.model_file import ModelSpec, load_model_file, spec_from_namespace
-
-ENGINES = ("auto", "symbolic", "fitted")
-
 
 @dataclass(frozen=True)
 class Subject:

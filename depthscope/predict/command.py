@@ -6,12 +6,11 @@ import os
 
 import click
 
+from depthscope.engine import ENGINES
+
 from depthscope.errors import InputError
-from depthscope.predict.model import predict
 from depthscope.predict.profiles import load_profile
-from depthscope.predict.render import render_prediction, render_validation
 from depthscope.predict.sizes import complete_sizes, expand_points, parse_sizes
-from depthscope.predict.validate import run_validation
 
 
 @click.command("predict")
@@ -25,13 +24,15 @@ from depthscope.predict.validate import run_validation
               help="Solve the regime crossover over these symbols only (default: every symbol).")
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "markdown"]), default="table", show_default=True)
 @click.option("--train", is_flag=True, help="Predict a training step: forward plus backward of the loss.")
-@click.option("--engine", type=click.Choice(["auto", "symbolic", "fitted"]), default="auto", show_default=True)
+@click.option("--engine", type=click.Choice(ENGINES), default="auto", show_default=True)
 @click.option("--symbolic", "symbolic", multiple=True, metavar="NAME",
               help="Make this integer keyword parameter of the model factory a symbol (repeatable).")
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
 def predict_command(path, at, device_profile, over, fmt, train, engine, symbolic, debug):
     """Predict time for the model file PATH on a device: Brent's range, burdened depth, speedup, regime."""
     from depthscope.pipeline import analyze_subject, load_subject
+    from depthscope.predict.model import predict  # sympy and torch: only when the command runs
+    from depthscope.predict.render import render_prediction
 
     profile = load_profile(device_profile)
     lists = parse_sizes(at)
@@ -69,13 +70,16 @@ def predict_command(path, at, device_profile, over, fmt, train, engine, symbolic
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "markdown"]), default="table", show_default=True)
 @click.option("--threads", type=click.IntRange(min=1), default=None,
               help="CPU threads for torch (default: torch's own choice; 1 gives steadier timings on a busy machine).")
-@click.option("--engine", type=click.Choice(["auto", "symbolic", "fitted"]), default="auto", show_default=True)
+@click.option("--engine", type=click.Choice(ENGINES), default="auto", show_default=True)
 @click.option("--symbolic", "symbolic", multiple=True, metavar="NAME",
               help="Make this integer keyword parameter of the model factory a symbol (repeatable).")
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
 def validate_command(path, sizes, at, device, device_profile, repeats, max_seconds, plot, threads, fmt, engine,
                      symbolic, debug):
     """Time the model file PATH at a sweep of sizes and test work and depth against the measurements."""
+    from depthscope.predict.render import render_validation
+    from depthscope.predict.validate import run_validation  # numpy, torch: only when the command runs
+
     sweep = parse_sizes([sizes], "--sizes")
     if len(sweep) != 1:
         raise InputError("--sizes: give one symbol, e.g. --sizes n=64,128,256")
