@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from depthscope.check.budget import Class, Term
+from depthscope.complexity import Class, Term
 from depthscope.config import METRICS, CheckEntry
 from depthscope.errors import EXIT_USAGE
 

@@ -8,8 +8,9 @@ from __future__ import annotations
 import json
 import os
 
-from depthscope.check.budget import BudgetError, Class
+from depthscope.check.budget import BudgetError
 from depthscope.check.cache import write_atomic
+from depthscope.complexity import Class
 from depthscope.config import METRICS
 from depthscope.errors import InputError
 

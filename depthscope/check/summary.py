@@ -24,7 +24,7 @@ def op_display(op: str) -> str:
 
 def summarize(report, fallback: str | None = None) -> dict:
     """The parts of a Report that `check` uses: classes, exact formulas, critical-path groups, heaviest ops."""
-    from depthscope.check.budget import class_of_expr
+    from depthscope.complexity import class_of_expr
     from depthscope.symbols import as_expr, evaluate
 
     ref = {}
