@@ -207,29 +207,100 @@ ONE = Class((Term(),))
 ZERO = Class(())
 
 
+# ---------------------------------------------------------------------------------------------
+# sympy expressions (a Report's work, depth, ...) -> classes, and back
+
+
 def class_of_expr(expr) -> Class:
     """The big-O class of a sympy expression (e.g. a Report's work or depth): its dominant terms."""
+    return _classify(expr)[0]
+
+
+def big_o(expr):
+    """The dominant terms of expr as a sympy expression, coefficients dropped ("1" when constant).
+
+    Sizes keep the symbols of expr; factors outside the class grammar (exp(n), n**k, ...) stay as they are.
+    """
     import sympy
 
-    from depthscope.symbols import big_o
+    cls, symbols, opaque = _classify(expr)
+    out = []
+    for t in cls.terms:
+        factors = []
+        for name, p, q in t.factors:
+            s = symbols[name]
+            factors.append(s ** sympy.Rational(p.numerator, p.denominator))
+            factors.append(sympy.log(s) ** sympy.Rational(q.numerator, q.denominator))
+        factors += [opaque[o] for o in t.opaque]
+        out.append(sympy.Mul(*factors))
+    return sympy.Add(*out) if out else sympy.S.One
 
+
+def _classify(expr):
+    """(class, {size name: symbol}, {opaque factor text: factor}) of a sympy expression.
+
+    The expression is loosened (ceiling, floor, Max, Min, Mod and log replaced by what bounds them within a
+    constant factor) and expanded; every term with a positive coefficient becomes a Term.
+    """
+    import sympy
+
+    from depthscope.symbols import as_expr
+
+    expr = as_expr(expr)
+    if expr.is_number:
+        return ONE, {}, {}
+    symbols: dict = {}
+    opaque_factors: dict = {}
     terms = []
-    for term in sympy.Add.make_args(big_o(expr)):
+    for term in sympy.Add.make_args(sympy.expand(_loosen(expr))):
+        coeff, rest = term.as_coeff_Mul()
+        if term.is_number or (coeff.is_number and coeff.is_negative):
+            continue
         powers: dict[str, list[Fraction]] = {}
         opaque = []
-        for factor in sympy.Mul.make_args(term):
+        for factor in sympy.Mul.make_args(rest):
             if factor.is_number:
                 continue
             base, exp = factor.as_base_exp()
             e = _fraction(exp) if exp.is_number else None
             if e is not None and isinstance(base, sympy.Symbol):
+                symbols.setdefault(base.name, base)
                 powers.setdefault(base.name, [Fraction(0), Fraction(0)])[0] += e
             elif e is not None and isinstance(base, sympy.log) and isinstance(base.args[0], sympy.Symbol):
+                symbols.setdefault(base.args[0].name, base.args[0])
                 powers.setdefault(base.args[0].name, [Fraction(0), Fraction(0)])[1] += e
             else:
+                opaque_factors.setdefault(str(factor), factor)
                 opaque.append(str(factor))
-        terms.append(_term(powers, tuple(sorted(opaque))))
-    return Class.of(terms)
+        t = _term(powers, tuple(sorted(opaque)))
+        if t.factors or t.opaque:
+            terms.append(t)
+    cls = Class.of(terms)
+    return (cls if cls.terms else ONE), symbols, opaque_factors
+
+
+def _loosen(expr):
+    """Replace ceiling/floor by their argument, Max by the sum and log2 by log: same big-O class."""
+    import sympy
+
+    if not expr.args or expr.is_number:
+        return expr  # constants stay: log(2) in ceil(log(n)/log(2)) must not become log(1) = 0
+    args = [_loosen(a) for a in expr.args]
+    if isinstance(expr, (sympy.ceiling, sympy.floor)):
+        return args[0]
+    if isinstance(expr, sympy.Max):
+        return sympy.Add(*args)
+    if isinstance(expr, sympy.Min):
+        # min(a, b) <= a: any argument bounds it; take the one with the smallest class.
+        classes = sorted(args, key=lambda a: (len(str(big_o(a))), str(a)))
+        return classes[0]
+    if isinstance(expr, sympy.Mod):
+        return args[1]
+    if isinstance(expr, sympy.log):
+        # log(x) grows as log of x's dominant terms, and log(a + b) is within a factor 2 of log(a) + log(b)
+        inner = big_o(args[0])
+        return sympy.Add(*[sympy.expand_log(sympy.log(t), force=True) for t in sympy.Add.make_args(inner)])
+    return expr.func(*args)
 
 
 def _fraction(value) -> Fraction | None:
@@ -241,4 +312,4 @@ def _fraction(value) -> Fraction | None:
         return None
 
 
-__all__ = ["Class", "Factor", "ONE", "Term", "ZERO", "class_of_expr", "reduce_terms"]
+__all__ = ["Class", "Factor", "ONE", "Term", "ZERO", "big_o", "class_of_expr", "reduce_terms"]

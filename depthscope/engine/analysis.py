@@ -20,7 +20,8 @@ from depthscope.engine.paths import ROOT, Dominance, Entry, add_forms, forms_of,
 from depthscope.errors import DepthscopeError, InputError, RuleError
 from depthscope.cost.registry import FREE_OPS, USER_RULES, OpCall, TensorMeta, as_cost, lookup, op_name, unmodeled
 from depthscope.capture.standins import standin_display
-from depthscope.symbols import SymbolInfo, big_o, clog2, evaluate, size_symbol
+from depthscope.complexity import big_o
+from depthscope.symbols import SymbolInfo, clog2, evaluate, size_symbol
 
 SCHEMA = "depthscope.report/1"
 REFERENCE_SIZE = 2**16  # sizes used to pick the critical path among incomparable ones (capped by Dim max)

@@ -20,7 +20,8 @@ import re
 import sympy
 
 from depthscope.errors import InputError
-from depthscope.symbols import as_expr, big_o, evaluate
+from depthscope.complexity import big_o
+from depthscope.symbols import as_expr, evaluate
 
 SCHEMA = "depthscope.predict/1"
 SEARCH_CAP = 2**40  # crossover search limit for a symbol without a max

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from tabulate import tabulate
 
-from depthscope.symbols import big_o, fmt
+from depthscope.complexity import big_o
+from depthscope.symbols import fmt
 from depthscope.report.common import display_sizes, human, share, sizes_label, top_level_modules, value_at
 
 PATH_HEAD = 12  # a long critical path shows its first and last steps
