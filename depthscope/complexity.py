@@ -4,12 +4,14 @@ A term is a product of ``size**p * log(size)**q`` (p and q rational) times opaqu
 formulas); a class is a set of terms reduced to those no other term dominates. Term a dominates term b when,
 in every size symbol, a's (power, log power) is at least b's (power first, then log power), and b has no
 opaque factor a does not share. A size missing from a term counts as power 0 there; sizes are at least 1.
+The constant 1 is the empty term, so it dominates every term that falls in each of its sizes (1/n, log(n)/n)
+but not a mixed one such as n/m; n dominates n/m.
 
 Class A is within class B when every term of A is dominated by some term of B: that is how `depthscope check`
 compares a model with its budget (see depthscope/check/budget.py for the budget grammar) or its lock.
 
 This module imports neither sympy nor torch when it is imported, so a warm `depthscope check` stays fast;
-``Class.to_sympy`` and ``class_of_expr`` import sympy when called.
+``Class.to_sympy``, ``class_of_expr`` and ``big_o`` import sympy when called.
 """
 
 from __future__ import annotations
@@ -240,7 +242,8 @@ def _classify(expr):
     """(class, {size name: symbol}, {opaque factor text: factor}) of a sympy expression.
 
     The expression is loosened (ceiling, floor, Max, Min, Mod and log replaced by what bounds them within a
-    constant factor) and expanded; every term with a positive coefficient becomes a Term.
+    constant factor) and expanded; every term with a positive coefficient becomes a Term, a constant term the
+    empty Term (O(1)), so that terms that fall with a size (1/n, log(n)/n) are dominated by it.
     """
     import sympy
 
@@ -253,8 +256,12 @@ def _classify(expr):
     opaque_factors: dict = {}
     terms = []
     for term in sympy.Add.make_args(sympy.expand(_loosen(expr))):
+        if term.is_number:
+            if term.is_positive:
+                terms.append(Term())
+            continue
         coeff, rest = term.as_coeff_Mul()
-        if term.is_number or (coeff.is_number and coeff.is_negative):
+        if coeff.is_number and coeff.is_negative:
             continue
         powers: dict[str, list[Fraction]] = {}
         opaque = []
@@ -272,9 +279,7 @@ def _classify(expr):
             else:
                 opaque_factors.setdefault(str(factor), factor)
                 opaque.append(str(factor))
-        t = _term(powers, tuple(sorted(opaque)))
-        if t.factors or t.opaque:
-            terms.append(t)
+        terms.append(_term(powers, tuple(sorted(opaque))))
     cls = Class.of(terms)
     return (cls if cls.terms else ONE), symbols, opaque_factors
 
