@@ -18,7 +18,7 @@ _EXPORTS = {
     "TensorMeta": ".cost.registry",
     "analyze": ".pipeline",
     "analyze_file": ".pipeline",
-    "big_o": ".symbols",
+    "big_o": ".complexity",
     "clog2": ".symbols",
     "register": ".cost.registry",
     "rule": ".cost.registry",

@@ -22,7 +22,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from depthscope.check.budget import BudgetError, Class, parse_budget
+from depthscope.check.budget import BudgetError, parse_budget
+from depthscope.complexity import Class
 from depthscope.engine import ENGINES
 from depthscope.errors import InputError
 

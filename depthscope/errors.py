@@ -24,6 +24,13 @@ class CaptureError(InputError):
     """torch.export could not capture the model."""
 
 
+class BudgetError(InputError):
+    """A budget (or a class in the lock file) that is not valid budget text: a usage error, exit 2.
+
+    Raised by the budget grammar (depthscope.check.budget, which exports it) and by Class.from_json.
+    """
+
+
 class RuleError(DepthscopeError):
     """A built-in cost rule failed: a depthscope bug (internal error)."""
 

@@ -1,4 +1,7 @@
-"""Symbolic sizes: symbol creation, exact log2 depth terms, torch-sympy conversion, evaluation and big-O."""
+"""Symbolic sizes: symbol creation, exact log2 depth terms, torch-sympy conversion and evaluation.
+
+Big-O classes of expressions are in depthscope/complexity.py (big_o, class_of_expr).
+"""
 
 from __future__ import annotations
 
@@ -191,93 +194,6 @@ def _rewrite(expr, fmap):
     return f(*args) if f is not None else expr.func(*args)
 
 
-# ---------------------------------------------------------------------------------------------
-# Big-O: dominant terms over all symbols jointly, coefficients dropped.
-
-
-def _loosen(expr: sympy.Expr) -> sympy.Expr:
-    """Replace ceiling/floor by their argument, Max by the sum and log2 by log: same big-O class."""
-    if not expr.args or expr.is_number:
-        return expr  # constants stay: log(2) in ceil(log(n)/log(2)) must not become log(1) = 0
-    args = [_loosen(a) for a in expr.args]
-    if isinstance(expr, (sympy.ceiling, sympy.floor)):
-        return args[0]
-    if isinstance(expr, sympy.Max):
-        return sympy.Add(*args)
-    if isinstance(expr, sympy.Min):
-        # min(a, b) <= a: any argument bounds it; take the one with the smallest class.
-        classes = sorted(args, key=lambda a: (len(str(big_o(a))), str(a)))
-        return classes[0]
-    if isinstance(expr, sympy.Mod):
-        return args[1]
-    if isinstance(expr, sympy.log):
-        # log(x) grows as log of x's dominant terms, and log(a + b) is within a factor 2 of log(a) + log(b)
-        inner = big_o(args[0])
-        return sympy.Add(*[sympy.expand_log(sympy.log(t), force=True) for t in sympy.Add.make_args(inner)])
-    return expr.func(*args)
-
-
-def _term_signature(term: sympy.Expr):
-    """Split a product term into ({symbol: (power, log power)}, opaque factors), or None if constant."""
-    sig: dict[sympy.Symbol, list] = {}
-    opaque = []
-    for factor in sympy.Mul.make_args(term):
-        base, exp = factor.as_base_exp()
-        if factor.is_number:
-            continue
-        if isinstance(base, sympy.Symbol) and exp.is_number:
-            sig.setdefault(base, [0, 0])[0] += exp
-        elif isinstance(base, sympy.log) and isinstance(base.args[0], sympy.Symbol) and exp.is_number:
-            sig.setdefault(base.args[0], [0, 0])[1] += exp
-        else:
-            opaque.append(factor)
-    return {k: tuple(v) for k, v in sig.items()}, tuple(sorted(opaque, key=str))
-
-
-def _dominates(a, b) -> bool:
-    """Term a grows at least as fast as term b in every symbol (power first, then log power)."""
-    sa, oa = a
-    sb, ob = b
-    if oa != ob and ob:
-        return False
-    for sym in set(sa) | set(sb):
-        pa = sa.get(sym, (0, 0))
-        pb = sb.get(sym, (0, 0))
-        if pa < pb:
-            return False
-    return True
-
-
-def big_o(expr) -> sympy.Expr:
-    """The dominant terms of expr, coefficients dropped ("1" when constant)."""
-    expr = as_expr(expr)
-    if expr.is_number:
-        return ONE
-    loose = sympy.expand(_loosen(expr))
-    terms = []
-    for term in sympy.Add.make_args(loose):
-        coeff, rest = term.as_coeff_Mul()
-        if term.is_number or (coeff.is_number and coeff.is_negative):
-            continue
-        sig = _term_signature(rest)
-        if not sig[0] and not sig[1]:
-            continue
-        stripped = sympy.Mul(*[f for f in sympy.Mul.make_args(rest) if not f.is_number])
-        terms.append((sig, stripped))
-    kept = []
-    for i, (sig, t) in enumerate(terms):
-        dominated = any(
-            _dominates(other, sig) and (not _dominates(sig, other) or j < i)
-            for j, (other, _) in enumerate(terms)
-            if j != i
-        )
-        if not dominated:
-            kept.append(t)
-    if not kept:
-        return ONE
-    return sympy.Add(*kept)
-
-
 def fmt(expr) -> str:
     """The canonical string form of an expression (parses back with sympy)."""
     return str(expr)
@@ -300,7 +216,6 @@ __all__ = [
     "ZERO",
     "SymbolInfo",
     "as_expr",
-    "big_o",
     "clog2",
     "evaluate",
     "fmt",

@@ -11,7 +11,8 @@ import sympy
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from depthscope.check.budget import BudgetError, Class, class_of_expr, parse_budget
+from depthscope.check.budget import BudgetError, parse_budget
+from depthscope.complexity import Class, class_of_expr
 from depthscope.errors import InputError
 from depthscope.symbols import size_symbol
 

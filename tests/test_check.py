@@ -12,7 +12,9 @@ from hypothesis import strategies as st
 
 import depthscope.cli as cli
 from check_models import HELPERS, LOOP_RNN, MLP, RNN_DEPTH_MESSAGE, attention
-from depthscope.check.command import Cache, _gh_data, _gh_property, import_closure, read_lock
+from depthscope.check.cache import Cache, import_closure
+from depthscope.check.lock import read_lock
+from depthscope.check.render import gh_data as _gh_data, gh_property as _gh_property
 from depthscope.config import CheckEntry, cli_defaults, load_config
 from depthscope.errors import InputError
 

@@ -21,7 +21,8 @@ from torch.utils import flop_counter
 from depthscope.cost.rules import FREE_OPS, RULES, OpCall, TensorMeta, lookup
 from depthscope.cost.rules.elementwise import elementwise
 from depthscope.cost.registry import unmodeled
-from depthscope.symbols import big_o, clog2, evaluate, size_symbol
+from depthscope.complexity import big_o
+from depthscope.symbols import clog2, evaluate, size_symbol
 
 aten = torch.ops.aten
 

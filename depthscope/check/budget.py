@@ -1,4 +1,4 @@
-"""Complexity budgets: a small safe grammar for big-O classes, and term-by-term dominance between classes.
+"""Complexity budgets: a small safe grammar for big-O classes.
 
 A budget is text such as ``"b*n**2*d"``, ``"log(n)"`` or ``"O(n*log(n) + m)"``. It is parsed by the tokenizer and
 recursive-descent parser below, never by ``eval`` or ``sympify``: the grammar is
@@ -9,14 +9,14 @@ recursive-descent parser below, never by ``eval`` or ``sympify``: the grammar is
     power    := atom ("**" power)?           (the exponent must be a non-negative rational constant)
     atom     := INTEGER | NAME | "log" "(" sum ")" | "(" sum ")"
 
-Every value is kept as a big-O *class*: a set of terms, each a product of ``size**p * log(size)**q`` (p and q
-rational), reduced to the terms no other term dominates. Class A is within class B when every term of A is
-dominated by some term of B: in every size symbol, B's (power, log power) is at least A's (power first, then
-log power). A size of the model missing from the budget counts as power 0 there, so a model that grows with a
-size the budget treats as constant is over budget; budget sizes the model does not have are fine.
+Every value is kept as a big-O *class* (depthscope/complexity.py): a set of terms, each a product of
+``size**p * log(size)**q`` (p and q rational), reduced to the terms no other term dominates. Class A is within
+class B when every term of A is dominated by some term of B: in every size symbol, B's (power, log power) is at
+least A's (power first, then log power). A size of the model missing from the budget counts as power 0 there,
+so a model that grows with a size the budget treats as constant is over budget; budget sizes the model does not
+have are fine.
 
-Everything here is plain Python (no sympy, no torch) so a warm `depthscope check` stays fast; ``to_sympy``
-and ``class_of_expr`` import sympy only when called.
+Everything here is plain Python (no sympy, no torch) so a warm `depthscope check` stays fast.
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ import re
 from dataclasses import dataclass
 from fractions import Fraction
 
-from depthscope.errors import InputError
+from depthscope.complexity import ONE, ZERO, Class, Term
+from depthscope.errors import BudgetError
 
 MAX_TEXT = 500  # characters in one budget
 MAX_NESTING = 40  # parentheses and log() nesting
@@ -36,236 +37,9 @@ MAX_TERMS = 64  # terms in a class, after reduction
 MAX_CONSTANT_BITS = 4096  # size of an exact constant computed while parsing
 
 
-class BudgetError(InputError):
-    """A budget (or a class in the lock file) that is not valid budget text: a usage error, exit 2."""
-
-
-# ---------------------------------------------------------------------------------------------
-# Classes
-
-
-Factor = tuple  # (name, power: Fraction, log power: Fraction)
-
-
-@dataclass(frozen=True)
-class Term:
-    """prod(name**power * log(name)**logpower) times opaque factors (only from model formulas); () is O(1)."""
-
-    factors: tuple[Factor, ...] = ()
-    opaque: tuple[str, ...] = ()
-
-    def exponents(self, name: str) -> tuple[Fraction, Fraction]:
-        for n, p, q in self.factors:
-            if n == name:
-                return p, q
-        return Fraction(0), Fraction(0)
-
-    @property
-    def names(self) -> set[str]:
-        return {n for n, _, _ in self.factors}
-
-    def dominates(self, other: "Term") -> bool:
-        """self grows at least as fast as other in every size (power first, then log power)."""
-        if other.opaque and other.opaque != self.opaque:
-            return False
-        return all(self.exponents(n) >= other.exponents(n) for n in self.names | other.names)
-
-    def times(self, other: "Term") -> "Term":
-        powers: dict[str, list[Fraction]] = {}
-        for n, p, q in self.factors + other.factors:
-            e = powers.setdefault(n, [Fraction(0), Fraction(0)])
-            e[0] += p
-            e[1] += q
-        return _term(powers, tuple(sorted(self.opaque + other.opaque)))
-
-    def scaled(self, k: Fraction) -> "Term":
-        return Term(tuple((n, p * k, q * k) for n, p, q in self.factors), self.opaque)
-
-    def text(self) -> str:
-        num, den = [], []
-        for n, p, q in self.factors:
-            for base, e in ((n, p), (f"log({n})", q)):
-                if e > 0:
-                    num.append(base + _exponent_text(e))
-                elif e < 0:
-                    den.append(base + _exponent_text(-e))
-        num += list(self.opaque)
-        out = "*".join(num) or "1"
-        if den:
-            out += "/" + (den[0] if len(den) == 1 else "(" + "*".join(den) + ")")
-        return out
-
-    def to_json(self) -> dict:
-        """{"n": [2, 1]} for n**2*log(n): integer exponents as numbers, others as "p/q"; opaque factors under "?"."""
-        out: dict = {n: [_json_number(p), _json_number(q)] for n, p, q in self.factors}
-        if self.opaque:
-            out["?"] = list(self.opaque)
-        return out
-
-    def _order(self):
-        degree = sum(p for _, p, _ in self.factors)
-        logs = sum(q for _, _, q in self.factors)
-        return (-degree, -logs, -len(self.opaque), self.text())
-
-
-def _term(powers: dict[str, list[Fraction]], opaque: tuple[str, ...] = ()) -> Term:
-    return Term(tuple(sorted((n, p, q) for n, (p, q) in powers.items() if p or q)), opaque)
-
-
-def _json_number(e: Fraction):
-    return e.numerator if e.denominator == 1 else str(e)
-
-
-def _read_exponent(x, where: str) -> Fraction:
-    if isinstance(x, bool) or not isinstance(x, (int, str)):
-        raise BudgetError(f"{where}: malformed exponent {x!r}")
-    try:
-        e = Fraction(x)
-    except (ValueError, ZeroDivisionError):
-        raise BudgetError(f"{where}: malformed exponent {x!r}") from None
-    if abs(e.numerator) > 10**6 or e.denominator > 10**6:
-        raise BudgetError(f"{where}: exponent {x!r} out of range")
-    return e
-
-
-def _exponent_text(e: Fraction) -> str:
-    if e == 1:
-        return ""
-    return f"**{e}" if e.denominator == 1 else f"**({e})"
-
-
-def reduce_terms(terms) -> tuple[Term, ...]:
-    """The terms no other term dominates (one of each equal pair), in a stable display order.
-
-    A dominating term has at least the total power (and, at equal power, the total log power) of the term it
-    dominates, so after sorting by those a single pass against the kept terms suffices.
-    """
-    kept: list[Term] = []
-    for t in sorted(set(terms), key=Term._order):
-        if not any(k.dominates(t) for k in kept):
-            kept.append(t)
-    return tuple(kept)
-
-
-@dataclass(frozen=True)
-class Class:
-    """A big-O class: a sum of dominant terms. Empty means zero."""
-
-    terms: tuple[Term, ...]
-
-    @classmethod
-    def of(cls, terms) -> "Class":
-        return cls(reduce_terms(terms))
-
-    def text(self) -> str:
-        return " + ".join(t.text() for t in self.terms) if self.terms else "0"
-
-    def __str__(self) -> str:
-        return self.text()
-
-    def big_o(self) -> str:
-        return f"O({self.text()})"
-
-    @property
-    def names(self) -> set[str]:
-        return {n for t in self.terms for n in t.names}
-
-    def excess(self, budget: "Class") -> list[Term]:
-        """The terms of self that no term of `budget` dominates (empty: self is within budget)."""
-        return [t for t in self.terms if not any(b.dominates(t) for b in budget.terms)]
-
-    def within(self, budget: "Class") -> bool:
-        return not self.excess(budget)
-
-    def same_as(self, other: "Class") -> bool:
-        return self.within(other) and other.within(self)
-
-    def to_json(self) -> list:
-        return [t.to_json() for t in self.terms]
-
-    @classmethod
-    def from_json(cls, data, where: str = "class") -> "Class":
-        """Read back `to_json` output (e.g. from the lock file), validating every piece."""
-        if not isinstance(data, list) or len(data) > 1000:
-            raise BudgetError(f"{where}: expected a list of terms")
-        terms = []
-        for item in data:
-            if not isinstance(item, dict):
-                raise BudgetError(f"{where}: malformed term {item!r}")
-            powers: dict[str, list[Fraction]] = {}
-            opaque = item.get("?", [])
-            if not isinstance(opaque, list) or not all(isinstance(x, str) for x in opaque):
-                raise BudgetError(f"{where}: malformed term {item!r}")
-            for name, pq in item.items():
-                if name == "?":
-                    continue
-                if not (isinstance(name, str) and _NAME.fullmatch(name) and isinstance(pq, list) and len(pq) == 2):
-                    raise BudgetError(f"{where}: malformed factor {name!r}: {pq!r}")
-                powers[name] = [_read_exponent(x, where) for x in pq]
-            terms.append(_term(powers, tuple(sorted(opaque))))
-        return cls.of(terms)
-
-    def to_sympy(self):
-        """The class as a sympy expression over depthscope's size symbols (built term by term, never parsed)."""
-        import sympy
-
-        from depthscope.symbols import size_symbol
-
-        out = []
-        for t in self.terms:
-            factors = []
-            for n, p, q in t.factors:
-                s = size_symbol(n)
-                factors.append(s ** sympy.Rational(p.numerator, p.denominator))
-                factors.append(sympy.log(s) ** sympy.Rational(q.numerator, q.denominator))
-            if t.opaque:
-                raise BudgetError(f"the term {t.text()} has factors outside the budget grammar")
-            out.append(sympy.Mul(*factors))
-        return sympy.Add(*out)
-
-
-ONE = Class((Term(),))
-ZERO = Class(())
-
-
-def class_of_expr(expr) -> Class:
-    """The big-O class of a sympy expression (e.g. a Report's work or depth): its dominant terms."""
-    import sympy
-
-    from depthscope.symbols import big_o
-
-    terms = []
-    for term in sympy.Add.make_args(big_o(expr)):
-        powers: dict[str, list[Fraction]] = {}
-        opaque = []
-        for factor in sympy.Mul.make_args(term):
-            if factor.is_number:
-                continue
-            base, exp = factor.as_base_exp()
-            e = _fraction(exp) if exp.is_number else None
-            if e is not None and isinstance(base, sympy.Symbol):
-                powers.setdefault(base.name, [Fraction(0), Fraction(0)])[0] += e
-            elif e is not None and isinstance(base, sympy.log) and isinstance(base.args[0], sympy.Symbol):
-                powers.setdefault(base.args[0].name, [Fraction(0), Fraction(0)])[1] += e
-            else:
-                opaque.append(str(factor))
-        terms.append(_term(powers, tuple(sorted(opaque))))
-    return Class.of(terms)
-
-
-def _fraction(value) -> Fraction | None:
-    try:
-        if value.is_Rational:
-            return Fraction(int(value.p), int(value.q))
-        return Fraction(float(value)).limit_denominator(1000)
-    except (TypeError, ValueError, OverflowError):
-        return None
-
-
 # ---------------------------------------------------------------------------------------------
 # Tokenizer
 
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*", re.ASCII)
 _TOKEN = re.compile(r"\s*(?:(?P<int>[0-9]+)|(?P<name>[A-Za-z_][A-Za-z0-9_]*)|(?P<op>\*\*|[-+*/()^,.]))", re.ASCII)
 _SPACE = re.compile(r"\s*", re.ASCII)
 
@@ -570,4 +344,4 @@ def parse_budget(text) -> Class:
     return value.cls
 
 
-__all__ = ["BudgetError", "Class", "ONE", "Term", "ZERO", "class_of_expr", "parse_budget", "reduce_terms", "tokenize"]
+__all__ = ["BudgetError", "Token", "parse_budget", "tokenize"]

@@ -10,10 +10,11 @@ from typing import Mapping
 
 import sympy
 
+from depthscope.complexity import big_o
 from depthscope.engine.paths import to_expr
 from depthscope.engine.walk import NodeCost, Walked
 from depthscope.errors import InputError
-from depthscope.symbols import SymbolInfo, big_o, evaluate, size_symbol
+from depthscope.symbols import SymbolInfo, evaluate, size_symbol
 
 DISPLAY_SIZE = 1024  # views use this size per symbol (clamped into its range) when the caller gives none
 

@@ -16,7 +16,8 @@ from __future__ import annotations
 import sympy
 
 from depthscope.errors import InputError
-from depthscope.symbols import big_o, evaluate, size_symbol
+from depthscope.complexity import big_o
+from depthscope.symbols import evaluate, size_symbol
 
 SCHEMA = "depthscope.predict/1"
 SEARCH_CAP = 2**40  # crossover search limit for a symbol without a max

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 
-from depthscope.symbols import big_o, fmt
+from depthscope.complexity import big_o
+from depthscope.symbols import fmt
 
 SCHEMA = "depthscope.report/2"
 

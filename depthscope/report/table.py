@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from tabulate import tabulate
 
-from depthscope.symbols import big_o, fmt
+from depthscope.complexity import big_o
 from depthscope.report.common import display_sizes, human, provenance_line, share, sizes_label, top_level_modules, value_at
+from depthscope.symbols import fmt
 
 PATH_HEAD = 12  # a long critical path shows its first and last steps
 

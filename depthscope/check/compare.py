@@ -1,0 +1,131 @@
+"""Comparing a model's summary with its budgets and its locked classes: the findings of `depthscope check`.
+
+A budget is compared term by term (a breach fails the check); a metric without a budget is compared with the
+lock (a class that grew fails it; a class that improved or a formula that changed is a note).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from depthscope.complexity import Class, Term
+from depthscope.config import METRICS, CheckEntry
+from depthscope.errors import EXIT_USAGE
+
+
+@dataclass
+class Finding:
+    path: str
+    kind: str  # "breach", "regression", "error", "info"
+    message: str
+    metric: str | None = None
+    found: str | None = None
+    limit: str | None = None
+    source: str | None = None  # "budget" or "lock"
+    cause: str | None = None
+    exit_code: int = 0
+
+    @property
+    def failing(self) -> bool:
+        return self.kind in ("breach", "regression")
+
+    def to_dict(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k != "exit_code" or self.kind == "error"}
+
+
+@dataclass
+class ModelResult:
+    entry: CheckEntry
+    engine: str
+    summary: dict | None = None
+    cached: bool = False
+    seconds: float = 0.0
+    metrics: dict = field(default_factory=dict)
+    findings: list[Finding] = field(default_factory=list)
+
+
+def _where(summary: dict, module: str) -> str:
+    return module or summary.get("model") or "the model"
+
+
+def explain(metric: str, summary: dict, limit: Class, excess: list[Term], source: str) -> str:
+    """The ops behind a breach: the critical path's heaviest pieces (depth) or the heaviest op (work)."""
+    parts = []
+    if metric == "depth":
+        groups = summary.get("depth_groups") or []
+        over = [g for g in groups if Class.from_json(g["class"]).excess(limit)]
+        chosen = over[:3] if over else groups[:1]
+        if chosen:
+            parts.append("critical path through " + ", ".join(f"{_where(summary, g['module'])} ({g['op']})"
+                                                               for g in chosen))
+    else:
+        ops = summary.get("work_ops") or []
+        over = [o for o in ops if Class.from_json(o["class"]).excess(limit)]
+        chosen = (over or ops)[:1]
+        if chosen:
+            parts.append(f"heaviest op {chosen[0]['op']} in {_where(summary, chosen[0]['module'])}")
+    text = "; ".join(parts)
+    missing = sorted({n for t in excess for n in t.names} - limit.names)
+    if missing:
+        names = ", ".join(missing)
+        them = "it" if len(missing) == 1 else "them"
+        verb = "is" if len(missing) == 1 else "are"
+        text += f" ({names} {verb} not in the {source}, which treats {them} as constant)"
+    opaque = sorted({o for t in excess for o in t.opaque})
+    if opaque:
+        text += f" (the factor {', '.join(opaque)} has no class a budget can state)"
+    return text.strip()
+
+
+def evaluate(result: ModelResult, locked: dict | None, lock_name: str, update: bool) -> None:
+    entry, summary = result.entry, result.summary
+    path = entry.key
+    for metric in METRICS:
+        found = Class.from_json(summary[metric]["terms"])
+        status = {"class": found.text(), "formula": summary[metric]["formula"]}
+        lock = None if locked is None else locked.get(metric)
+        if lock is not None:
+            status["locked"] = lock["parsed"].text()
+        budget = entry.budgets.get(metric)
+        if budget is not None:
+            status["budget"] = budget.text()
+            excess = found.excess(budget)
+            status["status"] = "breach" if excess else "pass"
+            if excess:
+                cause = explain(metric, summary, budget, excess, "budget")
+                result.findings.append(Finding(
+                    path, "breach", f"{path}: {metric} {found.big_o()} exceeds budget {budget.big_o()}"
+                    + (f"; {cause}" if cause else ""), metric, found.text(), budget.text(), "budget", cause))
+        if lock is not None and not update:
+            old = lock["parsed"]
+            excess = found.excess(old)
+            if excess and budget is None:
+                status["status"] = "regression"
+                cause = explain(metric, summary, old, excess, "lock")
+                result.findings.append(Finding(
+                    path, "regression", f"{path}: {metric} {found.big_o()} exceeds locked {old.big_o()} in "
+                    f"{lock_name}" + (f"; {cause}" if cause else ""), metric, found.text(), old.text(), "lock", cause))
+                result.metrics[metric] = status
+                continue
+            status.setdefault("status", "pass")
+            rerun = "run depthscope check --update to record it"
+            if excess:
+                msg = f"{path}: {metric} grew from {old.big_o()} in {lock_name} to {found.big_o()}, within its budget"
+            elif not old.within(found):
+                msg = f"{path}: {metric} improved from {old.big_o()} in {lock_name} to {found.big_o()}"
+            elif lock["formula"] != summary[metric]["formula"]:
+                msg = (f"{path}: {metric} changed by a constant factor within {found.big_o()}: "
+                       f"{lock['formula']} -> {summary[metric]['formula']}")
+            else:
+                msg = None
+            if msg:
+                result.findings.append(Finding(path, "info", f"{msg} ({rerun})", metric, found.text(), old.text(),
+                                               "lock"))
+        result.metrics[metric] = status
+    if not entry.budgets and locked is None and not update:
+        result.findings.append(Finding(
+            path, "error", f"{path}: nothing to check against: give it a work or depth budget in "
+            f"[[tool.depthscope.check]], or record a baseline with depthscope check --update", exit_code=EXIT_USAGE))
+
+
+__all__ = ["Finding", "ModelResult", "evaluate", "explain"]

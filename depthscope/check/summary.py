@@ -1,0 +1,77 @@
+"""What `depthscope check` needs from an analysis Report, as JSON: the analysis cache stores exactly this.
+
+A summary holds each metric's big-O class (as terms) and exact formula, the critical path's pieces grouped by
+module and op, and the heaviest ops, each with its value at a reference size so a breach can name its cause.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+
+from depthscope.config import METRICS, CheckEntry
+
+CACHE_FORMAT = 2  # the shape of a summary and of the cache entry that stores it: bump when either changes
+MAX_GROUPS = 24
+
+
+def op_display(op: str) -> str:
+    """aten.linear.default -> aten.linear: the overload does not help a reader."""
+    parts = op.split(".")
+    return ".".join(parts[:-1]) if len(parts) >= 3 else op
+
+
+def summarize(report, fallback: str | None = None) -> dict:
+    """The parts of a Report that `check` uses: classes, exact formulas, critical-path groups, heaviest ops."""
+    from depthscope.complexity import class_of_expr
+    from depthscope.symbols import as_expr
+
+    sizes = report.view_sizes()  # the Analysis's display sizes: the pieces of the path are ranked there
+
+    def value(expr) -> float:
+        try:
+            return report.value(as_expr(expr), sizes)
+        except (TypeError, ValueError, AttributeError):
+            return 0.0
+
+    groups: dict[tuple[str, str], object] = {}
+    for step in report.critical_path(sizes).steps:
+        key = (step.module, op_display(step.op))
+        groups[key] = groups.get(key, 0) + as_expr(step.depth)
+    depth_groups = [{"module": m, "op": op, "class": class_of_expr(d).to_json(), "ref": value(d)}
+                    for (m, op), d in groups.items()]
+    depth_groups.sort(key=lambda g: (-g["ref"], g["module"], g["op"]))
+
+    work_ops = []
+    for o in sorted(report.ops(sizes), key=lambda o: (-value(o.work), o.op))[:8]:
+        per_module: dict[str, object] = {}
+        for node in report.nodes:
+            if node.op == o.op:
+                per_module[node.module] = per_module.get(node.module, 0) + as_expr(node.cost.work)
+        module = max(sorted(per_module), key=lambda m: value(per_module[m])) if per_module else ""
+        work_ops.append({"op": op_display(o.op), "module": module, "class": class_of_expr(o.work).to_json(),
+                         "ref": value(o.work)})
+
+    out = {"format": CACHE_FORMAT, "model": report.model, "engine": report.engine, "mode": report.mode,
+           "symbols": sorted(report.symbols), "fallback": fallback or report.provenance.fallback,
+           "exactness": report.exactness, "reasons": list(report.provenance.reasons),
+           "unmodeled": [[op, count] for op, count in report.unmodeled],
+           "depth_groups": depth_groups[:MAX_GROUPS], "work_ops": work_ops}
+    for metric in METRICS:
+        expr = getattr(report, metric)
+        cls = class_of_expr(expr)
+        out[metric] = {"class": cls.text(), "terms": cls.to_json(), "formula": str(expr)}
+    return out
+
+
+def analyze_entry(entry: CheckEntry, engine: str) -> dict:
+    """Analyze one model (stdout goes to stderr so --format json stays clean) and summarize it."""
+    from depthscope.pipeline import analyze_file
+
+    reasons: list[str] = []
+    with contextlib.redirect_stdout(sys.stderr):
+        report = analyze_file(entry.abspath, train=entry.train, engine=engine, on_fallback=reasons.append)
+    return summarize(report, reasons[0] if reasons else None)
+
+
+__all__ = ["CACHE_FORMAT", "MAX_GROUPS", "analyze_entry", "op_display", "summarize"]
