@@ -80,6 +80,9 @@ def explain(metric: str, summary: dict, limit: Class, excess: list[Term], source
 def evaluate(result: ModelResult, locked: dict | None, lock_name: str, update: bool) -> None:
     entry, summary = result.entry, result.summary
     path = entry.key
+    if summary.get("exactness") == "approximate":
+        result.findings.append(Finding(path, "info", f"{path}: the analysis is approximate: "
+                                       + "; ".join(summary.get("reasons") or ["see depthscope analyze"])))
     for metric in METRICS:
         found = Class.from_json(summary[metric]["terms"])
         status = {"class": found.text(), "formula": summary[metric]["formula"]}

@@ -29,7 +29,9 @@ def render_text(results: list[ModelResult], findings: list[Finding], summary: st
                 kind = "budget" if "budget" in s else "lock"
                 parts.append(f"{metric} O({s['class']})" + (f" ({kind} O({limit}))" if limit else ""))
             src = "cache" if r.cached else f"{r.seconds:.1f} s"
-            lines.append(f"{r.entry.key}: {r.summary.get('engine', r.engine)} engine, {', '.join(parts)} [{src}]")
+            exactness = r.summary.get("exactness") or "exact"
+            lines.append(f"{r.entry.key}: {r.summary.get('engine', r.engine)} engine, {', '.join(parts)} [{src}], "
+                         f"{exactness}")
     for f in findings:
         lines.append(("note: " if f.kind == "info" else "") + f.message)
     lines.append(summary)
@@ -66,6 +68,7 @@ def render_json(results: list[ModelResult], findings: list[Finding], exit_code: 
         models.append({
             "path": r.entry.key, "engine": s.get("engine", r.engine), "cached": r.cached,
             "seconds": round(r.seconds, 3), "fallback": s.get("fallback"), "unmodeled": s.get("unmodeled", []),
+            "exactness": s.get("exactness"), "reasons": s.get("reasons", []),
             **{m: r.metrics.get(m) for m in METRICS},
         })
     out = {"ok": exit_code == 0, "exit_code": exit_code, "models": models,
