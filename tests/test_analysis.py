@@ -149,3 +149,33 @@ def test_fitted_and_hyperparameter_results_carry_their_exactness(tmp_path, capsy
             assert data["provenance"]["engine"] == "fitted" and "symbolic capture failed" in data["provenance"]["fallback"]
         else:
             assert "fitted-exact" in out and "held-out check passed" in out
+
+
+HEAD = """
+import torch
+from torch import nn
+from torch.export import Dim
+
+def model(d: int = 16):
+    return nn.Sequential(nn.Linear(d, d), nn.ReLU(), nn.Linear(d, d))
+
+def example_inputs(d: int = 16):
+    return (torch.randn(2, d),)
+
+dynamic_shapes = {"input": {0: Dim("b")}}
+symbolic = ("d",)
+"""
+
+
+def test_hyperparameter_results_carry_their_exactness_in_every_format(tmp_path, capsys):
+    path = tmp_path / "head.py"
+    path.write_text(HEAD)
+    for fmt in ("table", "markdown", "json"):
+        assert cli.main(["analyze", str(path), "--format", fmt]) == 0
+        out = capsys.readouterr().out
+        if fmt == "json":
+            data = json.loads(out)
+            assert data["exactness"] == "fitted-exact" and data["fit"]["fitted_in"] == ["d"]
+            assert data["fit"]["heldout_passed"] is True and data["provenance"]["breakdown_at"] == {"d": 16}
+        else:
+            assert "fitted-exact" in out and "held-out check passed" in out
