@@ -1,14 +1,21 @@
 """Stand-ins used during capture for constructs torch.export cannot keep symbolic.
 
-nn.LSTM / nn.GRU / nn.RNN: the kernels of aten.lstm.input (gru, rnn_tanh, rnn_relu) unbind the sequence, so export
-specialises its length. During capture the modules' own forward runs unchanged but its calls to `_VF.lstm` ... go
-to `depthscope::lstm` ...: custom ops with the aten overloads' schema, a fake kernel that computes the output shapes
-and an eager kernel that calls the aten op. Their cost rule is the aten rule, registered for both.
+Both are swapped in only while `standins(...)` is active (one capture) and hold no state of their own: what they
+produce lives in the exported graph.
 
-`associative_scan` with combine_mode="generic" (the only mode on CPU) unrolls its tree at trace time and guards
-on the scanned length, so export rejects a dynamic n. During capture depthscope swaps it for one opaque custom op
-that keeps n symbolic; the op's cost rule traces the user's combine function once on element-shaped inputs and
-charges a work-efficient scan: 2(n - 1) combines in 2 ceil(log2 n) levels (Blelloch, CMU-CS-90-190).
+- `nn.LSTM` / `nn.GRU` / `nn.RNN`: the kernels of aten.lstm.input (gru, rnn_tanh, rnn_relu) unbind the sequence, so
+  export specialises its length. During capture the modules' own forward runs unchanged (zero initial states,
+  unbatched input, argument checks) but its calls to `_VF.lstm` / `gru` / `rnn_tanh` / `rnn_relu` go to
+  `depthscope::lstm` ... : custom ops with the aten overloads' schema (input, hx, params, has_biases, num_layers,
+  dropout, train, bidirectional, batch_first), a fake kernel that computes the output shapes and an eager kernel
+  that calls the aten op. Weights and states are real graph inputs, and the cost rule is the aten rule
+  (`depthscope.cost.rules.recurrent.recurrence`), registered for both.
+- `torch._higher_order_ops.associative_scan`: combine_mode="generic" (the only mode on CPU) unrolls its tree at
+  trace time and guards on the scanned length n. The stand-in lowers the call as torch does for
+  combine_mode="pointwise" (scanned dim moved to 0, flips for reverse, torch's associative_scan higher-order op),
+  without that mode's CUDA-only check. Export then keeps one higher-order node whose subgraph is the combine
+  function traced on element-shaped inputs, and engine/control_flow costs it (2(n - 1) combines in
+  2 ceil(log2 n) levels, Blelloch).
 """
 
 from __future__ import annotations
@@ -19,148 +26,11 @@ import importlib
 import sys
 import types
 
-import sympy
 import torch
 import torch.utils._pytree as pytree
 
-from depthscope.cost.value import Cost
-from depthscope.cost.registry import OpCall, register
+from depthscope.cost.registry import register
 from depthscope.cost.rules.recurrent import recurrence
-from depthscope.symbols import clog2
-
-_COMBINES: dict[int, tuple] = {}
-
-
-@torch.library.custom_op("depthscope::associative_scan", mutates_args=())
-def _associative_scan_op(xs: list[torch.Tensor], dim: int, reverse: bool, key: int) -> list[torch.Tensor]:
-    """Eager reference: an inclusive scan applying the combine function left to right."""
-    combine, spec = _COMBINES[key]
-    n = xs[0].shape[dim]
-    order = range(n - 1, -1, -1) if reverse else range(n)
-    acc = None
-    outs: list = [[] for _ in xs]
-    for i in order:
-        elem = [x.select(dim, i) for x in xs]
-        acc = elem if acc is None else pytree.tree_leaves(
-            combine(pytree.tree_unflatten(acc, spec), pytree.tree_unflatten(elem, spec)))
-        for slot, value in zip(outs, acc):
-            slot.append(value)
-    if reverse:
-        outs = [slot[::-1] for slot in outs]
-    return [torch.stack(slot, dim) for slot in outs]
-
-
-@_associative_scan_op.register_fake
-def _(xs, dim, reverse, key):
-    return [torch.empty_like(x) for x in xs]
-
-
-def associative_scan_standin(combine_fn, xs, dim: int, reverse: bool = False, combine_mode: str = "pointwise"):
-    """Drop-in for torch._higher_order_ops.associative_scan during capture."""
-    leaves, spec = pytree.tree_flatten(xs)
-    key = id(combine_fn)
-    _COMBINES[key] = (combine_fn, spec)
-    dim = dim % leaves[0].dim()
-    outs = torch.ops.depthscope.associative_scan(leaves, dim, reverse, key)
-    return pytree.tree_unflatten(list(outs), spec)
-
-
-def _originals() -> list:
-    """(holder module, attribute, original) for each public binding of associative_scan in torch."""
-    try:
-        mod = importlib.import_module("torch._higher_order_ops.associative_scan")
-    except ImportError:  # pragma: no cover
-        return []
-    mod = sys.modules["torch._higher_order_ops.associative_scan"]
-    original = vars(mod)["associative_scan"]
-    holders = [mod, sys.modules.get("torch._higher_order_ops")]
-    return [(h, "associative_scan", original) for h in holders if h is not None and vars(h).get("associative_scan") is original]
-
-
-@contextlib.contextmanager
-def standins(model: torch.nn.Module, extra_namespaces: tuple = ()):
-    """Swap associative_scan for the stand-in in torch and in every namespace the model's code binds it."""
-    patches = []
-    originals = _originals()
-    namespaces = {id(ns): ns for ns in extra_namespaces}
-    for sub in model.modules():
-        mod = sys.modules.get(type(sub).__module__)
-        if isinstance(mod, types.ModuleType):
-            namespaces[id(vars(mod))] = vars(mod)
-    for holder, attr, original in originals:
-        namespaces[id(vars(holder))] = vars(holder)
-    for _, _, original in originals[:1]:
-        for ns in namespaces.values():
-            for name, value in list(ns.items()):
-                if value is original:
-                    patches.append((ns, name, value))
-    try:
-        for ns, name, _ in patches:
-            ns[name] = associative_scan_standin
-        with recurrent_standins():
-            yield
-    finally:
-        for ns, name, value in patches:
-            ns[name] = value
-
-
-# ---------------------------------------------------------------------------------------------
-# The rule: cost the combine function on element-shaped inputs, then scale.
-
-_PROBE_SIZES = (101, 103, 107, 109, 113, 127, 131, 137)
-
-
-class _Combine(torch.nn.Module):
-    def __init__(self, fn, spec, count):
-        super().__init__()
-        self.fn, self.spec, self.count = fn, spec, count
-
-    def forward(self, *leaves):
-        a = pytree.tree_unflatten(list(leaves[: self.count]), self.spec)
-        b = pytree.tree_unflatten(list(leaves[self.count :]), self.spec)
-        return tuple(pytree.tree_leaves(self.fn(a, b)))
-
-
-@functools.lru_cache(maxsize=64)
-def _combine_cost(key: int, element_shapes: tuple, dtypes: tuple) -> Cost:
-    """Work and depth of one combine on element shapes (sympy), exported with a Dim per symbolic size."""
-    from depthscope.pipeline import analyze
-
-    fn, spec = _COMBINES[key]
-    dims: dict = {}
-    examples, dyn = [], []
-    for shape, dtype in zip(element_shapes, dtypes):
-        concrete, spec_dims = [], {}
-        for i, size in enumerate(shape):
-            if size.is_Integer:
-                concrete.append(int(size))
-                continue
-            if size not in dims:
-                name = f"_e{len(dims)}"
-                dims[size] = (torch.export.Dim(name, min=2), _PROBE_SIZES[len(dims) % len(_PROBE_SIZES)], name)
-            dim, hint, _ = dims[size]
-            concrete.append(hint)
-            spec_dims[i] = dim
-        examples.append(torch.zeros(concrete, dtype=dtype or torch.float32))
-        dyn.append(spec_dims or None)
-    count = len(examples)
-    inputs = tuple(examples) + tuple(torch.zeros_like(e) for e in examples)
-    report = analyze(_Combine(fn, spec, count), inputs, dynamic_shapes={"leaves": tuple(dyn) * 2}, name="combine")
-    back = {sympy.Symbol(name, integer=True, positive=True): size for size, (_, _, name) in dims.items()}
-    return Cost(report.work.xreplace(back), report.depth.xreplace(back), report.flops.xreplace(back))
-
-
-@register(torch.ops.depthscope.associative_scan, work="2*(n - 1) * combine work",
-          depth="2*ceil(log2 n) * combine depth")
-def associative_scan(call: OpCall) -> Cost:
-    """Work-efficient scan over n: up-sweep and down-sweep trees of the combine function."""
-    xs, dim, key = call.args[0], call.args[1], call.args[3]
-    n = xs[0].shape[dim]
-    element_shapes = tuple(tuple(x.shape[:dim] + x.shape[dim + 1 :]) for x in xs)
-    combine = _combine_cost(key, element_shapes, tuple(x.dtype for x in xs))
-    return Cost(sympy.expand(2 * (n - 1) * combine.work), sympy.expand(2 * clog2(n) * combine.depth),
-                sympy.expand(2 * (n - 1) * combine.flops))
-
 
 # ---------------------------------------------------------------------------------------------
 # Recurrent modules: custom ops mirroring aten.lstm.input, aten.gru.input, aten.rnn_tanh.input, aten.rnn_relu.input.
@@ -220,8 +90,9 @@ def _fake_single_state(input, hx, params, has_biases, num_layers, dropout, train
     return _output_like(input, hx, bidirectional, batch_first), hx.new_empty(hx.shape)
 
 
-for _op in (gru_standin, rnn_tanh_standin, rnn_relu_standin):
-    _op.register_fake(_fake_single_state)
+gru_standin.register_fake(_fake_single_state)
+rnn_tanh_standin.register_fake(_fake_single_state)
+rnn_relu_standin.register_fake(_fake_single_state)
 
 # One cost model: the stand-ins are costed by the very rule of the aten ops they stand for.
 register(lstm_standin, gru_standin, rnn_tanh_standin, rnn_relu_standin)(recurrence)
@@ -282,12 +153,77 @@ def recurrent_standins():
         rnn._VF = original
 
 
+# ---------------------------------------------------------------------------------------------
+# associative_scan: torch's own higher-order op, which keeps n symbolic and the combine function as a subgraph.
+
+
+def _scan_module():
+    return importlib.import_module("torch._higher_order_ops.associative_scan")
+
+
+def associative_scan_standin(combine_fn, xs, dim: int, reverse: bool = False, combine_mode: str = "pointwise"):
+    """Drop-in for torch._higher_order_ops.associative_scan during capture (combine_mode is not needed: the
+    combine function is traced once on element-shaped inputs, whatever it computes)."""
+    scan = _scan_module()
+    if not callable(combine_fn):
+        raise ValueError(f"associative_scan: combine_fn must be callable, got {combine_fn!r}")
+    leaves, spec = pytree.tree_flatten(xs)
+    if not leaves or not all(isinstance(x, torch.Tensor) for x in leaves):
+        raise ValueError("associative_scan: xs must be a non-empty pytree of tensors")
+    dim = dim % leaves[0].dim()
+    leaves = [torch.movedim(x, dim, 0) for x in leaves]
+    if reverse:
+        leaves = [torch.flip(x, [0]) for x in leaves]
+    flat = functools.partial(scan.wrap_combine_fn_flat, combine_fn=combine_fn, spec=spec, num_leaves=len(leaves))
+    out = list(scan.associative_scan_op(flat, leaves, ()))
+    if reverse:
+        out = [torch.flip(x, [0]) for x in out]
+    return pytree.tree_unflatten([torch.movedim(x, 0, dim) for x in out], spec)
+
+
+def _originals() -> list:
+    """(holder module, attribute, original) for each public binding of associative_scan in torch."""
+    try:
+        mod = _scan_module()
+    except ImportError:  # pragma: no cover
+        return []
+    original = vars(mod)["associative_scan"]
+    holders = [mod, sys.modules.get("torch._higher_order_ops")]
+    return [(h, "associative_scan", original) for h in holders if h is not None and vars(h).get("associative_scan") is original]
+
+
+@contextlib.contextmanager
+def standins(model: torch.nn.Module, extra_namespaces: tuple = ()):
+    """During one capture: associative_scan swapped for the stand-in in torch and in every namespace the model's
+    code binds it (its modules' globals, `extra_namespaces`), and the recurrent modules' kernels for the stand-in
+    ops. Everything is put back afterwards; nothing outlives the capture."""
+    patches = []
+    originals = _originals()
+    namespaces = {id(ns): ns for ns in extra_namespaces}
+    for sub in model.modules():
+        mod = sys.modules.get(type(sub).__module__)
+        if isinstance(mod, types.ModuleType):
+            namespaces[id(vars(mod))] = vars(mod)
+    for holder, _, _ in originals:
+        namespaces[id(vars(holder))] = vars(holder)
+    for _, _, original in originals[:1]:
+        for ns in namespaces.values():
+            for name, value in list(ns.items()):
+                if value is original:
+                    patches.append((ns, name, value))
+    del namespaces
+    try:
+        for ns, name, _ in patches:
+            ns[name] = associative_scan_standin
+        with recurrent_standins():
+            yield
+    finally:
+        for ns, name, value in patches:
+            ns[name] = value
+
+
 def standin_display(target, args) -> tuple[str, str] | None:
-    """(op name, module type) to report for a stand-in node: what the user wrote, not depthscope's op. For the
-    recurrent ops the module type is left to the node's module stack (""), which names the user's module."""
+    """(op name, module type) to report for a stand-in node: the aten op the user's module calls. The module
+    type is left to the node's module stack (""), which names the user's LSTM / GRU / RNN."""
     name = _DISPLAY.get(target)
-    if name is not None:
-        return name, ""
-    if target is torch.ops.depthscope.associative_scan.default:
-        return "higher_order.associative_scan", ""
-    return None
+    return (name, "") if name is not None else None
