@@ -12,7 +12,7 @@ import sympy
 
 from depthscope.complexity import big_o
 from depthscope.engine.paths import to_expr
-from depthscope.engine.walk import NodeCost, Walked
+from depthscope.engine.walk import NodeCost, Walked, walk_captured
 from depthscope.errors import InputError
 from depthscope.symbols import SymbolInfo, evaluate, size_symbol
 
@@ -352,6 +352,11 @@ def build_analysis(walked: Walked, provenance: Provenance, formulas: Formulas | 
         op_totals=op_totals(walked.records),
         module_totals=module_totals(walked.records),
     )
+
+
+def analyze_captured(captured, rules: dict | None = None) -> Analysis:
+    """The symbolic engine's Analysis of a captured program (its mode taken from the capture)."""
+    return build_analysis(walk_captured(captured, rules), Provenance("symbolic", captured.mode))
 
 
 def _demoted(provenance: Provenance, reason: str) -> Provenance:

@@ -70,7 +70,11 @@ def _hop_map(walker, node, frontier, gm, prefix, records):
 
 
 def _hop_associative_scan(walker, node, frontier, gm, prefix, records):
-    """associative_scan over n: a work-efficient (Blelloch) tree, 2(n-1) combines in 2 ceil(log2 n) levels."""
+    """associative_scan over n: a work-efficient (Blelloch) tree, 2(n-1) combines in 2 ceil(log2 n) levels.
+
+    The node is torch's higher-order op, also for combine_mode="generic": during capture the stand-in
+    (depthscope.capture.standins) lowers that call to it, with the combine function traced on element-shaped
+    inputs as its subgraph, in the capture's own symbols. The scanned dim is 0 (torch moves it there first)."""
     body_arg, xs = node.args[:2]
     sub = walker.subgraph(gm, body_arg)
     if sub is None or not xs:

@@ -2,12 +2,22 @@
 
 One step of a cell computes its gates as two contractions in parallel (input x W_ih^T over I, hidden h W_hh^T over
 H; each 2 * B * gates * K FLOPs, depth 1 + ceil(log2 K)), adds them with the biases, then runs the elementwise gate
-math. A sequence op (aten.lstm.input, ...) has a static trip count T (the sequence length of its input): work is
-T * step work summed over layers and directions (the two directions run in parallel). Depth follows the DAG:
-a step along time waits only for h W_hh^T (x W_ih^T is computed ahead), a unidirectional stack is a wavefront,
-layer l+1 takes step t as soon as layer l has produced it, so the critical path is T - 1 recurrent steps of the
-slowest layer plus one entry into each layer (T + L - 1 steps for equal layers); a bidirectional layer's output
-at t needs the reverse pass from T back to t, so each layer waits for the whole previous one: T steps per layer.
+math. A sequence op (aten.lstm.input, ...) runs T steps, T the sequence length of its input (symbolic under the
+capture's stand-in ops): work is T * step work summed over layers and directions (the two directions run in
+parallel). Depth follows the DAG: a step along time waits only for h W_hh^T (x W_ih^T is computed ahead), a
+unidirectional stack is a wavefront, layer l+1 takes step t as soon as layer l has produced it, so the critical
+path is T - 1 recurrent steps of the slowest layer plus one entry into each layer (T + L - 1 steps for equal
+layers); a bidirectional layer's output at t needs the reverse pass from T back to t, so each layer waits for the
+whole previous one: T steps per layer.
+
+The op's outputs are the h_t (and c_t) its cells compute, each written where the output needs it: no stack of the
+output sequence and no concat of a bidirectional layer's two directions is charged. Those are copies of one
+implementation (ATen's CPU kernel and torch's decomposition make them, cuDNN writes its output buffer directly)
+and no value depends on them. When nn.LSTM / nn.GRU / nn.RNN get no initial state they create zeros before the
+op: graph nodes of their own.
+
+This is the one cost model of recurrent modules: during capture nn.LSTM / nn.GRU / nn.RNN call stand-in ops with
+the same schema (depthscope.capture.standins), registered with this same rule.
 """
 
 from __future__ import annotations
