@@ -12,7 +12,7 @@ import torch
 
 from depthscope.capture.captured import Captured
 from depthscope.capture.standins import standin_display
-from depthscope.cost import rules  # noqa: F401 - importing the rules fills the registry
+import depthscope.cost.rules  # noqa: F401 - importing the rules fills the registry
 from depthscope.cost.registry import FREE_OPS, USER_RULES, OpCall, TensorMeta, as_cost, lookup, op_name, unmodeled
 from depthscope.cost.value import FREE, Cost
 from depthscope.engine.control_flow import HOP_HANDLERS
