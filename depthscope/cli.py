@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 import traceback
@@ -127,7 +128,16 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def entry_point() -> None:
-    sys.exit(main())
+    code = main()
+    # Skip the interpreter's teardown: freeing an exported 80-layer program and its analysis object by object takes
+    # about a second (bench/RESULTS.md), and nothing is left to run: every file depthscope writes is closed and
+    # replaced atomically before main returns.
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe (depthscope ... | head): nothing more can be said
+            pass
+    os._exit(code)
 
 
 # predict and validate (docs/predict-and-validate.md)

@@ -194,8 +194,9 @@ def _rewrite(expr, fmap):
     return f(*args) if f is not None else expr.func(*args)
 
 
+@functools.lru_cache(maxsize=8192)
 def fmt(expr) -> str:
-    """The canonical string form of an expression (parses back with sympy)."""
+    """The canonical string form of an expression (parses back with sympy); reports print the same few often."""
     return str(expr)
 
 
