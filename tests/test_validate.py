@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 import torch
 
+import depthscope
 import depthscope.cli as cli
 from conftest import example
 from depthscope.errors import InputError
 from depthscope.predict.fit import fit_time, nnls, nnls_exhaustive, r_squared, slope
-from depthscope.predict.validate import verdict
+from depthscope.predict.validate import EXPLAINED_R2, verdict
 
 HAS_MPL = True
 try:
@@ -125,6 +126,7 @@ def small_run(tmp_path_factory):
 
 def test_small_cpu_run_json(small_run):
     result, _ = small_run
+    analysis = depthscope.analyze_file(example("attention.py"))
     for key in ("schema", "model", "device", "threads", "profile", "symbol", "held", "sizes", "median_s", "iqr_s",
                 "predicted", "points", "fit", "slopes", "verdict", "stopped_early", "elapsed_s"):
         assert key in result, key
@@ -135,13 +137,17 @@ def test_small_cpu_run_json(small_run):
     for p in result["points"]:
         assert p["median_s"] > 0 and p["iqr_s"] >= 0 and p["q1_s"] <= p["median_s"] <= p["q3_s"]
         assert p["repeats"] == 3 and p["number"] >= 1
-        assert p["work"] == 280 * 2 * p["size"] ** 2 + 32768 * 2 * p["size"]
+        assert p["work"] == analysis.evaluate(b=2, n=p["size"])["work"]  # the analysis's own count, at that size
         pr = p["predicted"]
         assert pr["brent_lower_s"] <= pr["brent_upper_s"] <= pr["burdened_upper_s"] and pr["fit_s"] > 0
     fit = result["fit"]
     assert min(fit["alpha_s_per_op"], fit["beta_s_per_level"], fit["gamma_s"]) >= 0
     assert fit["r2"] is not None and fit["r2"] <= 1
-    assert result["slopes"]["work"]["all"] > 1 and result["verdict"]["explained"] in (True, False)
+    assert result["slopes"]["work"]["all"] > 1
+    # the verdict follows from the fit's two R^2 (EXPLAINED_R2), both ways
+    expected = fit["r2"] >= EXPLAINED_R2 and fit["r2_log"] is not None and fit["r2_log"] >= EXPLAINED_R2
+    assert result["verdict"]["explained"] is expected
+    assert ("does NOT explain" in result["verdict"]["text"]) is (not expected)
     assert len(result["predicted"]["fit_s"]) == 4
 
 
