@@ -59,6 +59,10 @@ class Provenance:
     fallback: str | None = None  # why the symbolic engine was not used, when it fell back
     breakdown_at: Mapping | None = None  # fitted: the sizes of the build whose nodes and paths are shown
 
+    def __post_init__(self):
+        if self.breakdown_at is not None:
+            object.__setattr__(self, "breakdown_at", MappingProxyType(dict(self.breakdown_at)))
+
     def to_dict(self) -> dict:
         out = {"engine": self.engine, "mode": self.mode, "exactness": self.exactness, "reasons": list(self.reasons),
                "fallback": self.fallback}
