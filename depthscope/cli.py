@@ -9,7 +9,7 @@ import traceback
 
 import click
 
-from depthscope import guard
+from depthscope import clock, guard
 from depthscope.engine import ENGINES
 from depthscope.errors import EXIT_INTERNAL, EXIT_USAGE, CheckFailed, DepthscopeError, InputError
 from depthscope.options import MAX_SIZE, bounded_sizes, timeout_option
@@ -126,12 +126,12 @@ def main(argv: list[str] | None = None) -> int:
         capture.VERBOSE = debug
     command = next((a for a in argv if not a.startswith("-")), "")
     guard.forget_model()
-    guard.enable_status(True)
+    clock.enable_status(True)
     try:
         with guard.exits_guarded():
             cli.main(args=argv, prog_name="depthscope", standalone_mode=False, obj={"argv": argv})
         return 0
-    except guard.DeadlineReached as exc:
+    except clock.DeadlineReached as exc:
         if debug:
             traceback.print_exc()
         click.echo(f"depthscope: error: {exc}", err=True)
@@ -163,8 +163,8 @@ def main(argv: list[str] | None = None) -> int:
         click.echo(f"depthscope: error: {message}", err=True)
         return EXIT_USAGE
     finally:
-        guard.stop_deadline()
-        guard.enable_status(False)
+        clock.stop_deadline()
+        clock.enable_status(False)
 
 
 def _internal(exc: BaseException, debug: bool) -> int:
@@ -186,7 +186,7 @@ def _one_line_usage(exc: click.ClickException, command: str) -> str:
 
 
 def entry_point() -> None:
-    guard.allow_hard_exit()  # --timeout may end this process if the model's code will not stop
+    clock.allow_hard_exit()  # --timeout may end this process if the model's code will not stop
     code = main()
     # Skip the interpreter's teardown: freeing an exported 80-layer program and its analysis object by object takes
     # about a second (bench/RESULTS.md), and nothing is left to run: every file depthscope writes is closed and

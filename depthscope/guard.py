@@ -1,4 +1,4 @@
-"""The model file's code runs under a guard, and every command under one clock.
+"""The model file's code runs under a guard.
 
 `user_code(what, shown)` wraps each stretch of the user's code (importing the file, calling its factories,
 torch.export tracing its forward). While it runs:
@@ -6,15 +6,13 @@ torch.export tracing its forward). While it runs:
 - `os._exit` (and `posix._exit`, `os.abort`) raise a private exception instead of ending the process, and that
   exception, `SystemExit` (`sys.exit`), `GeneratorExit` and every other `BaseException` become one `InputError`
   (exit 2) naming the file and line. A real Ctrl-C (SIGINT from the terminal) still ends the command with 130;
-  a `KeyboardInterrupt` the model raises itself is an input error like the others.
+  a `KeyboardInterrupt` the model raises itself is an input error like the others. The clock's
+  `DeadlineReached` (--timeout) passes through.
 - File descriptor 1 and `sys.stdout` point at stderr, so `print`, `os.write(1, ...)` and C extensions writing to
-  stdout cannot corrupt `--format json` (C stdio buffers are flushed before fd 1 is restored).
+  stdout cannot corrupt `--format json` (C stdio buffers are flushed before fd 1 is restored); sys.stderr and the
+  working directory are put back as they were.
 
-`activity(what)` names what is running ("exporting model.py"); the `--timeout` clock (`start_deadline`) and the
-status line of a long capture (`status_after`) say it. The deadline is SIGALRM in the main thread raising
-`DeadlineReached`, a BaseException so that the model's `except Exception` cannot swallow it; in the CLI process
-a watchdog thread also ends the process with exit 2 a few seconds later, should the main thread be stuck in C
-code or the model catch everything.
+The stretch is named as an activity (depthscope/clock.py) for the timeout message and the status line.
 """
 
 from __future__ import annotations
@@ -24,39 +22,13 @@ import os
 import signal
 import sys
 import threading
-import time
 import traceback
 
-from depthscope.errors import EXIT_USAGE, InputError
+from depthscope.clock import DeadlineReached, activity
+from depthscope.errors import InputError
 
 _REAL_EXIT = os._exit
 _REAL_ABORT = getattr(os, "abort", None)
-WATCHDOG_GRACE_S = 3.0  # after the deadline, how long the main thread has to unwind before the process ends
-
-# ---------------------------------------------------------------------------------------------
-# What is running
-
-
-_activities: list[tuple[str, float]] = []
-_finished: list[str] = []  # the last activity that ended, for a deadline between two
-
-
-@contextlib.contextmanager
-def activity(what: str):
-    """Name what runs inside the block ("exporting model.py") for the timeout message and the status line."""
-    entry = (what, time.monotonic())
-    _activities.append(entry)
-    try:
-        yield
-    finally:
-        if entry in _activities:
-            _activities.remove(entry)
-        _finished[:] = [what]
-
-
-def current_activity() -> str | None:
-    return _activities[-1][0] if _activities else None
-
 
 # ---------------------------------------------------------------------------------------------
 # The user's code
@@ -96,14 +68,23 @@ def _on_sigint(signum, frame):
     raise KeyboardInterrupt
 
 
+_libc: list = []
+
+
 def _flush_c_stdio() -> None:
     """fflush(NULL): what C code wrote to stdout through stdio goes out before fd 1 points back at stdout."""
-    try:
-        import ctypes
+    if not _libc:
+        try:
+            import ctypes
 
-        ctypes.CDLL(None).fflush(None)
-    except Exception:  # noqa: BLE001 - no libc to flush (not Linux/macOS): nothing buffered there either
-        pass
+            _libc.append(ctypes.CDLL(None))
+        except Exception:  # noqa: BLE001 - no libc to flush (not Linux/macOS): nothing buffered there either
+            _libc.append(None)
+    if _libc[0] is not None:
+        try:
+            _libc[0].fflush(None)
+        except Exception:  # noqa: BLE001
+            pass
 
 
 def _patch_exits() -> list:
@@ -116,8 +97,35 @@ def _patch_exits() -> list:
     return saved
 
 
+class _Unclosable:
+    """sys.stdout while the model runs: stderr, which the model's `sys.stdout.close()` must not close."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+    def close(self):
+        pass
+
+    def write(self, text):
+        return self._stream.write(text)
+
+    def flush(self):
+        return self._stream.flush()
+
+
+def _cwd() -> str | None:
+    try:
+        return os.getcwd()
+    except OSError:
+        return None
+
+
 def _enter() -> dict:
-    saved: dict = {"exits": _patch_exits(), "stdout": sys.stdout, "fd": None, "sigint": None}
+    saved: dict = {"exits": _patch_exits(), "stdout": sys.stdout, "stderr": sys.stderr, "fd": None, "sigint": None,
+                   "cwd": _cwd()}
     try:
         sys.stdout.flush()
     except (AttributeError, OSError, ValueError):
@@ -130,7 +138,7 @@ def _enter() -> dict:
         if saved["fd"] is not None:
             os.close(saved["fd"])
         saved["fd"] = None
-    sys.stdout = sys.stderr
+    sys.stdout = _Unclosable(sys.stderr)
     _sigint.update(seen=False, watching=False)
     if threading.current_thread() is threading.main_thread():
         try:
@@ -153,7 +161,12 @@ def _leave(saved: dict) -> None:
             os.dup2(saved["fd"], 1)
         finally:
             os.close(saved["fd"])
-    sys.stdout = saved["stdout"]
+    sys.stdout, sys.stderr = saved["stdout"], saved["stderr"]
+    if saved["cwd"] is not None and _cwd() != saved["cwd"]:  # a model that chdir()s must not move relative paths
+        try:
+            os.chdir(saved["cwd"])
+        except OSError:
+            pass
     for module, name, value in saved["exits"]:
         setattr(module, name, value)
     if saved["sigint"] is not None:
@@ -189,9 +202,16 @@ def where_in(exc: BaseException, abspath: str | None, shown: str) -> str:
 
 
 def _call(exc: BaseException) -> str:
-    if isinstance(exc, SystemExit):
-        return f"sys.exit({'' if exc.code is None else repr(exc.code)})"
-    return f"{exc.call}({'' if exc.code is None else repr(exc.code)})"
+    code = "" if exc.code is None else _short_repr(exc.code)
+    return f"sys.exit({code})" if isinstance(exc, SystemExit) else f"{exc.call}({code})"
+
+
+def _short_repr(value, limit: int = 60) -> str:
+    try:
+        text = repr(value)
+    except BaseException:  # noqa: BLE001 - a hostile __repr__
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _stopped(exc, abspath, shown, what, did) -> str:
@@ -265,110 +285,3 @@ def escaped_model_exit(exc: BaseException, command: str) -> str | None:
 
 def forget_model() -> None:
     _model["shown"] = None
-
-
-# ---------------------------------------------------------------------------------------------
-# The clock: --timeout and the status line
-
-
-class DeadlineReached(BaseException):
-    """--timeout ran out (a BaseException: the model's `except Exception` must not swallow it)."""
-
-
-_clock: dict = {"seconds": None, "start": None, "stop": None, "command": None, "alarm": None, "hard": False}
-
-
-def allow_hard_exit() -> None:
-    """The CLI process (not a library caller, not a test): a stuck command may end the process at the deadline."""
-    _clock["hard"] = True
-
-
-def _deadline_text() -> str:
-    seconds = _clock["seconds"]
-    running = current_activity()
-    if running is None:
-        running = f"running `depthscope {_clock['command']}`" if _clock["command"] else "running"
-        running += f", after {_finished[0]}" if _finished else " (loading torch, before the model file was read)"
-    return f"--timeout {seconds:g} s reached while {running}; stopped"
-
-
-def _on_alarm(signum, frame):
-    raise DeadlineReached(_deadline_text())
-
-
-def start_deadline(seconds: float, command: str | None = None) -> None:
-    """End the command after `seconds`: DeadlineReached in the main thread; in the CLI process
-    (`allow_hard_exit`) a watchdog thread also ends the process with exit 2 if the main thread has not unwound
-    WATCHDOG_GRACE_S later."""
-    stop_deadline()
-    _finished.clear()
-    hard = _clock["hard"]
-    _clock.update(seconds=float(seconds), start=time.monotonic(), command=command)
-    if threading.current_thread() is threading.main_thread() and hasattr(signal, "setitimer"):
-        _clock["alarm"] = signal.signal(signal.SIGALRM, _on_alarm)
-        signal.setitimer(signal.ITIMER_REAL, float(seconds))
-    if hard:
-        stop = threading.Event()
-        _clock["stop"] = stop
-        stream = sys.stderr
-
-        def watchdog():
-            if stop.wait(seconds + WATCHDOG_GRACE_S):
-                return
-            try:
-                stream.write(f"depthscope: error: {_deadline_text()} (the model did not stop; process ended)\n")
-                stream.flush()
-            except (OSError, ValueError):
-                pass
-            _REAL_EXIT(EXIT_USAGE)
-
-        threading.Thread(target=watchdog, name="depthscope-timeout", daemon=True).start()
-
-
-def stop_deadline() -> None:
-    if _clock["alarm"] is not None:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, _clock["alarm"])
-        _clock["alarm"] = None
-    if _clock["stop"] is not None:
-        _clock["stop"].set()
-        _clock["stop"] = None
-    _clock.update(seconds=None, start=None, command=None)
-
-
-STATUS_AFTER_S = 5.0
-_status = {"enabled": False, "shown": False}
-
-
-def enable_status(on: bool = True) -> None:
-    """The CLI turns the status line on (once per command); the library never prints it."""
-    _status.update(enabled=on, shown=False)
-
-
-@contextlib.contextmanager
-def status_after(seconds: float | None = None):
-    """If the block runs longer than `seconds` (default STATUS_AFTER_S), print one line on stderr saying what
-    runs, e.g. "depthscope: exporting model.py (5 s)..." (once per command)."""
-    seconds = STATUS_AFTER_S if seconds is None else seconds
-    if not _status["enabled"] or _status["shown"]:
-        yield
-        return
-    stream, start, done = sys.stderr, time.monotonic(), threading.Event()
-
-    def announce():
-        if done.wait(seconds) or _status["shown"]:
-            return
-        _status["shown"] = True
-        what = current_activity() or "working"
-        try:
-            stream.write(f"depthscope: {what} ({time.monotonic() - start:.0f} s)...\n")
-            stream.flush()
-        except (OSError, ValueError):
-            pass
-
-    thread = threading.Thread(target=announce, name="depthscope-status", daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        done.set()

@@ -41,6 +41,11 @@ def load_model_file(path: str) -> ModelSpec:
     if os.path.isdir(path):
         raise InputError(f"{path}: is a directory, expected a Python model file")
     abspath = os.path.abspath(path)
+    try:
+        abspath.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InputError(f"{ascii(path)[1:-1]}: the file's path is not valid UTF-8, and torch.export records the "
+                         "model's source file names as UTF-8; rename the file or its folder") from None
     stem = re.sub(r"\W", "_", os.path.splitext(os.path.basename(path))[0])
     module_name = f"depthscope_model_{stem}"
     spec = importlib.util.spec_from_file_location(module_name, abspath)

@@ -7,7 +7,7 @@ import re
 
 import click
 
-from depthscope.guard import start_deadline
+from depthscope.clock import start_deadline
 
 MAX_SIZE = 2**63 - 1  # torch's sizes are signed 64-bit integers
 MAX_TIMEOUT_S = 10**7  # about 115 days: more than any run, and within what the OS timers take

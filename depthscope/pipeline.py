@@ -17,7 +17,7 @@ from depthscope.engine.hyper import analyze_hyper, hyper_defaults
 from depthscope.engine.walk import walk_captured
 from depthscope.errors import InputError, ShapeConstraintError
 from depthscope.cost.registry import resolve_op
-from depthscope.guard import activity
+from depthscope.clock import activity
 from depthscope.model_file import (ModelSpec, checked_dynamic_shapes, load_model_file, spec_from_namespace,
                                    symbol_name_problem)
 

@@ -15,10 +15,10 @@ import depthscope.cli as cli
 from conftest import ROOT, example
 
 
-def guard():
-    import depthscope.guard
+def clock():
+    import depthscope.clock
 
-    return depthscope.guard
+    return depthscope.clock
 
 
 def run(capsys, argv):
@@ -221,12 +221,12 @@ STATUS = re.compile(r"^depthscope: exporting \S*slow_model\.py \(\d+ s\)\.\.\.$"
 
 
 def test_status_line_after_5_seconds_by_default():
-    assert guard().STATUS_AFTER_S == 5.0
+    assert clock().STATUS_AFTER_S == 5.0
 
 
 @pytest.mark.parametrize("engine", ["symbolic", "fitted"])
 def test_a_long_capture_prints_one_status_line(engine, monkeypatch, write_model, capsys):
-    monkeypatch.setattr(guard(), "STATUS_AFTER_S", 0.2)
+    monkeypatch.setattr(clock(), "STATUS_AFTER_S", 0.2)
     path = write_model(slow(forward="time.sleep(0.5)"), name="slow_model.py")
     code, out, lines = run(capsys, ["analyze", path, "--engine", engine, "--format", "json"])
     assert code == 0, lines
@@ -236,7 +236,7 @@ def test_a_long_capture_prints_one_status_line(engine, monkeypatch, write_model,
 
 
 def test_a_quick_capture_prints_nothing(monkeypatch, write_model, capsys):
-    monkeypatch.setattr(guard(), "STATUS_AFTER_S", 3.0)
+    monkeypatch.setattr(clock(), "STATUS_AFTER_S", 3.0)
     code, out, lines = run(capsys, ["analyze", write_model(slow(), name="slow_model.py"), "--format", "json"])
     assert code == 0 and lines == []
 
@@ -244,6 +244,6 @@ def test_a_quick_capture_prints_nothing(monkeypatch, write_model, capsys):
 def test_the_library_prints_no_status_line(monkeypatch, write_model, capfd):
     import depthscope
 
-    monkeypatch.setattr(guard(), "STATUS_AFTER_S", 0.1)
+    monkeypatch.setattr(clock(), "STATUS_AFTER_S", 0.1)
     depthscope.analyze_file(write_model(slow(forward="time.sleep(0.3)"), name="slow_model.py"))
     assert "depthscope:" not in capfd.readouterr().err

@@ -240,9 +240,9 @@ def test_an_error_in_the_forward_does_not_fall_back(engine, write_model, capsys)
 
 
 def test_an_error_in_a_helper_module_next_to_the_model_is_the_models(tmp_path, capsys):
-    (tmp_path / "helpers.py").write_text("def head(x):\n    raise ValueError('bad head')\n")
+    (tmp_path / "depthscope_inputs_helpers.py").write_text("def head(x):\n    raise ValueError('bad head')\n")
     path = tmp_path / "net.py"
-    path.write_text(FORWARD_BUG.replace("import torch\n", "import torch\nfrom helpers import head\n", 1)
+    path.write_text(FORWARD_BUG.replace("import torch\n", "import torch\nfrom depthscope_inputs_helpers import head\n", 1)
                     .replace("return y[:, :, 0]", "return head(y)"))
     assert cli.main(["analyze", str(path)]) == 2
     assert "bad head" in capsys.readouterr().err

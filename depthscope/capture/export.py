@@ -14,7 +14,8 @@ import torch
 from depthscope.capture.failures import culprit, explain_shape_failure, shape_failure
 from depthscope.capture.standins import standins
 from depthscope.errors import CaptureError, DepthscopeError, InputError, ShapeConstraintError
-from depthscope.guard import exception_text, status_after, user_code
+from depthscope.clock import status_after
+from depthscope.guard import exception_text, user_code
 from depthscope.model_file import ModelSpec, user_location
 
 
@@ -76,9 +77,10 @@ def export_model(spec: ModelSpec, train: bool = False):
     except Exception as exc:  # noqa: BLE001
         if shape_failure(exc):
             raise ShapeConstraintError(explain_shape_failure(exc, where, abspath)) from exc
-        if culprit(exc, abspath) == "depthscope":
+        who = culprit(exc, abspath)
+        if who == "depthscope":
             raise  # a bug of ours (a stand-in, the loss wrapper): exit 101, --debug shows the traceback
-        raise CaptureError(_explain_export_failure(exc, spec)) from exc
+        raise CaptureError(_explain_export_failure(exc, spec, who)) from exc
     finally:
         model.train(was_training)
 
@@ -124,7 +126,7 @@ def _joint_program(program):
     return _export_forward_backward(program, joint_loss_index=0)
 
 
-def _explain_export_failure(exc: BaseException, spec: ModelSpec) -> str:
+def _explain_export_failure(exc: BaseException, spec: ModelSpec, who: str | None) -> str:
     text = exception_text(exc)
     where = spec.source or spec.name
     loc = user_location(exc, os.path.abspath(spec.source), spec.source) if spec.source else where
@@ -134,4 +136,6 @@ def _explain_export_failure(exc: BaseException, spec: ModelSpec) -> str:
     if "DynamicCache" in text:
         return (f"{loc}: the model returns a transformers DynamicCache, which torch.export cannot output; "
                 "build the model with use_cache=False in its config")
+    if who is None and loc == where:  # torch's own frames alone: it refused what it was given
+        return f"{where}: torch.export failed with {type(exc).__name__}: {text}"
     return f"{loc}: the model's forward raised {type(exc).__name__} during export: {text}"
