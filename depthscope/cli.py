@@ -9,11 +9,12 @@ import traceback
 
 import click
 
+from depthscope import clock, guard
 from depthscope.engine import ENGINES
-
 from depthscope.errors import EXIT_INTERNAL, EXIT_USAGE, CheckFailed, DepthscopeError, InputError
+from depthscope.options import MAX_SIZE, bounded_sizes, timeout_option
 
-_AT = re.compile(r"^([A-Za-z_]\w*)=(\d+)$")
+_AT = re.compile(r"^(\w+)=(\d{1,100})$")
 
 
 def parse_at(values) -> dict[str, int]:
@@ -21,16 +22,31 @@ def parse_at(values) -> dict[str, int]:
     sizes: dict[str, int] = {}
     for text in values:
         m = _AT.match(text.strip())
-        if not m:
+        if not m or not m.group(1).isidentifier():
             raise InputError(f"--at {text!r}: expected NAME=INT with a positive integer, e.g. --at n=1024")
-        sizes[m.group(1)] = int(m.group(2))
+        value = int(m.group(2))
+        if value > MAX_SIZE:
+            raise InputError(f"--at {m.group(1)}=...: {value} is too large: sizes are at most 2**63 - 1")
+        sizes[m.group(1)] = value
     return sizes
 
 
 CONFIGURED = ("analyze", "check", "predict", "validate")  # commands whose defaults [tool.depthscope] sets
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Interrupted(BaseException):
+    """Ctrl-C, carried past click (which would turn it into Abort after printing a blank line)."""
+
+
+class _Group(click.Group):
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt as exc:
+            raise _Interrupted() from exc
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="depthscope", prog_name="depthscope")
 @click.pass_context
 def cli(ctx):
@@ -48,7 +64,8 @@ def cli(ctx):
 @cli.command()
 @click.argument("path", type=click.Path(dir_okay=False))
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "markdown"]), default="table", show_default=True)
-@click.option("--at", "at", multiple=True, metavar="NAME=INT", help="Evaluate at these sizes (repeat per symbol).")
+@click.option("--at", "at", multiple=True, metavar="NAME=INT", callback=bounded_sizes,
+              help="Evaluate at these sizes (repeat per symbol).")
 @click.option("--train", is_flag=True, help="Analyze a training step: forward plus backward of the loss.")
 @click.option("--engine", type=click.Choice(ENGINES), default="auto", show_default=True,
               help="symbolic: one symbolic export; fitted: exact counts at a sweep of sizes, fitted; "
@@ -57,6 +74,7 @@ def cli(ctx):
               help="Make this integer keyword parameter of the model factory a symbol (repeatable).")
 @click.option("--strict", is_flag=True, help="Exit 1 if any op has no cost rule.")
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
+@timeout_option
 def analyze(path, fmt, at, train, engine, symbolic, strict, debug):
     """Analyze the model file PATH: exact work, depth and parallelism, their big-O, and the critical path."""
     from depthscope.pipeline import analyze_file
@@ -65,15 +83,20 @@ def analyze(path, fmt, at, train, engine, symbolic, strict, debug):
 
     sizes = parse_at(at)
     report = analyze_file(path, train=train, engine=engine, symbolic=symbolic or None,
-                          on_fallback=lambda reason: click.echo(f"depthscope: {reason}", err=True))
+                          on_fallback=lambda reason: warn(reason))
     if sizes:
         report.evaluate(**sizes)  # validates names and ranges before rendering
     click.echo(render(report, fmt, sizes or None), nl=False)
     if report.unmodeled and fmt != "table":
-        click.echo(unmodeled_warning(report), err=True)
+        warn(unmodeled_warning(report).removeprefix("WARNING: "))
     if strict and report.unmodeled:
         ops = ", ".join(op for op, _ in report.unmodeled)
         raise CheckFailed(f"--strict: {len(report.unmodeled)} op(s) have no cost rule: {ops}")
+
+
+def warn(text: str) -> None:
+    """One warning line on stderr: `depthscope: warning: ...`."""
+    click.echo(f"depthscope: warning: {text}", err=True)
 
 
 @cli.command("rules")
@@ -101,33 +124,69 @@ def main(argv: list[str] | None = None) -> int:
         from depthscope.capture import export as capture
 
         capture.VERBOSE = debug
+    command = next((a for a in argv if not a.startswith("-")), "")
+    guard.forget_model()
+    clock.enable_status(True)
     try:
-        cli.main(args=argv, prog_name="depthscope", standalone_mode=False, obj={"argv": argv})
+        with guard.exits_guarded():
+            cli.main(args=argv, prog_name="depthscope", standalone_mode=False, obj={"argv": argv})
         return 0
+    except clock.DeadlineReached as exc:
+        if debug:
+            traceback.print_exc()
+        click.echo(f"depthscope: error: {exc}", err=True)
+        return EXIT_USAGE
     except click.exceptions.Exit as exc:
         return exc.exit_code
     except click.exceptions.Abort:
         click.echo("depthscope: aborted", err=True)
         return EXIT_USAGE
     except click.ClickException as exc:
-        exc.show()
+        click.echo(f"depthscope: error: {_one_line_usage(exc, command)}", err=True)
         return EXIT_USAGE if exc.exit_code not in (0, 1) else exc.exit_code
     except DepthscopeError as exc:
         if debug:
             traceback.print_exc()
         click.echo(f"depthscope: {'check failed' if isinstance(exc, CheckFailed) else 'error'}: {exc}", err=True)
         return exc.exit_code
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, _Interrupted):
         click.echo("depthscope: interrupted", err=True)
         return 130
     except Exception as exc:  # noqa: BLE001 - anything else is our bug
+        return _internal(exc, debug)
+    except BaseException as exc:  # noqa: BLE001 - sys.exit, os._exit, GeneratorExit... from the model's code
+        message = guard.escaped_model_exit(exc, command)
+        if message is None:
+            return _internal(exc, debug)
         if debug:
             traceback.print_exc()
-        click.echo(f"depthscope: internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)", err=True)
-        return EXIT_INTERNAL
+        click.echo(f"depthscope: error: {message}", err=True)
+        return EXIT_USAGE
+    finally:
+        clock.stop_deadline()
+        clock.enable_status(False)
+
+
+def _internal(exc: BaseException, debug: bool) -> int:
+    if debug:
+        traceback.print_exc()
+    text = guard.exception_text(exc, 2000)
+    click.echo(f"depthscope: internal error: {type(exc).__name__}: {text} (rerun with --debug for the traceback)", err=True)
+    return EXIT_INTERNAL
+
+
+def _one_line_usage(exc: click.ClickException, command: str) -> str:
+    """click's message on one line, pointing at --help (not click's Usage/Try/Error block)."""
+    text = " ".join(exc.format_message().split())
+    if isinstance(exc, click.UsageError):
+        ctx = getattr(exc, "ctx", None)
+        where = ctx.command_path if ctx is not None else " ".join(["depthscope", command][: 2 if command in cli.commands else 1])
+        text += f" (see '{where} --help')"
+    return text
 
 
 def entry_point() -> None:
+    clock.allow_hard_exit()  # --timeout may end this process if the model's code will not stop
     code = main()
     # Skip the interpreter's teardown: freeing an exported 80-layer program and its analysis object by object takes
     # about a second (bench/RESULTS.md), and nothing is left to run: every file depthscope writes is closed and

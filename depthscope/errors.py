@@ -24,6 +24,11 @@ class CaptureError(InputError):
     """torch.export could not capture the model."""
 
 
+class ShapeConstraintError(CaptureError):
+    """torch.export could not keep the Dims symbolic: a constraint violation, a specialisation, a guard cutting a
+    Dim's range. The only capture failure the auto engine answers with the fitted engine (concrete sizes)."""
+
+
 class BudgetError(InputError):
     """A budget (or a class in the lock file) that is not valid budget text: a usage error, exit 2.
 

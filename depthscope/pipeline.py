@@ -15,9 +15,11 @@ from depthscope.engine.analysis import Analysis, Provenance, build_analysis
 from depthscope.engine.fitted import analyze_fitted
 from depthscope.engine.hyper import analyze_hyper, hyper_defaults
 from depthscope.engine.walk import walk_captured
-from depthscope.errors import CaptureError, InputError
+from depthscope.errors import InputError, ShapeConstraintError
 from depthscope.cost.registry import resolve_op
-from depthscope.model_file import ModelSpec, load_model_file, spec_from_namespace
+from depthscope.clock import activity
+from depthscope.model_file import (ModelSpec, checked_dynamic_shapes, load_model_file, spec_from_namespace,
+                                   symbol_name_problem)
 
 @dataclass(frozen=True)
 class Subject:
@@ -48,9 +50,15 @@ class Subject:
 def load_subject(path: str, symbolic=None) -> Subject:
     """Load a model file; `symbolic` names factory hyperparameters to keep as symbols (default: the file's own)."""
     spec = load_model_file(path)
-    names = tuple(symbolic) if symbolic else tuple(spec.namespace.get("symbolic") or ())
-    if any(not isinstance(x, str) for x in names):
-        raise InputError(f"{path}: `symbolic` must be a tuple of hyperparameter names")
+    names = symbolic if symbolic else spec.namespace.get("symbolic")
+    names = () if names is None else ((names,) if isinstance(names, str) else names)
+    if not isinstance(names, (tuple, list)) or any(not isinstance(x, str) for x in names):
+        raise InputError(f"{path}: `symbolic` must be a tuple of hyperparameter names, e.g. (\"d\",)")
+    names = tuple(names)
+    for name in names:
+        problem = symbol_name_problem(name)
+        if problem:
+            raise InputError(f"{path}: symbolic hyperparameter {name!r}: {problem} (rename the keyword parameter)")
     if not names:
         return Subject(spec)
     return Subject(spec, names, hyper_defaults(spec.namespace, path, list(names)))
@@ -62,23 +70,24 @@ def analyze_subject(subject: Subject, *, rules=None, train: bool = False, engine
     if engine not in ENGINES:
         raise InputError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
     rules = normalize_rules(rules)
-    if subject.hyper:
-        return analyze_hyper(subject.spec.namespace, subject.name, list(subject.hyper), train=train, rules=rules)
-    spec = subject.spec
-    if engine == "fitted":
-        return analyze_fitted(spec, train=train, rules=rules)
-    try:
-        walked = walk_captured(capture(spec, train=train), rules)
-        return build_analysis(walked, Provenance("symbolic", "train" if train else "inference"))
-    except CaptureError as exc:
-        if engine == "symbolic" or not spec.dynamic_shapes:
-            raise
-        reason = f"symbolic capture failed ({exc}); falling back to the fitted engine"
-    if on_fallback is None:
-        warnings.warn(reason, stacklevel=3)
-    else:
-        on_fallback(reason)
-    return analyze_fitted(spec, train=train, rules=rules, fallback=reason)
+    with activity(f"analyzing {subject.name}"):
+        if subject.hyper:
+            return analyze_hyper(subject.spec.namespace, subject.name, list(subject.hyper), train=train, rules=rules)
+        spec = subject.spec
+        if engine == "fitted":
+            return analyze_fitted(spec, train=train, rules=rules)
+        try:
+            walked = walk_captured(capture(spec, train=train), rules)
+            return build_analysis(walked, Provenance("symbolic", "train" if train else "inference"))
+        except ShapeConstraintError as exc:  # only these: any other failure would fail the fitted engine too
+            if engine == "symbolic" or not spec.dynamic_shapes:
+                raise
+            reason = f"symbolic capture failed ({exc}); falling back to the fitted engine"
+        if on_fallback is None:
+            warnings.warn(reason, stacklevel=3)
+        else:
+            on_fallback(reason)
+        return analyze_fitted(spec, train=train, rules=rules, fallback=reason)
 
 
 def analyze_file(path: str, *, rules: dict | None = None, train: bool = False, engine: str = "auto",
@@ -112,7 +121,9 @@ def analyze(model, example_inputs=(), example_kwargs=None, dynamic_shapes=None, 
         raise InputError(f"model must be an nn.Module, got {type(model).__name__}")
     if isinstance(example_inputs, torch.Tensor):
         example_inputs = (example_inputs,)
-    spec = ModelSpec(model, tuple(example_inputs), dict(example_kwargs or {}), dynamic_shapes, name=name, loss=loss)
+    example_inputs, example_kwargs = tuple(example_inputs), dict(example_kwargs or {})
+    dynamic_shapes = checked_dynamic_shapes(model, example_inputs, example_kwargs, dynamic_shapes, name)
+    spec = ModelSpec(model, example_inputs, example_kwargs, dynamic_shapes, name=name, loss=loss)
     return analyze_subject(Subject(spec), rules=rules, train=train, engine=engine, on_fallback=on_fallback)
 
 

@@ -113,11 +113,12 @@ def test_auto_engine_says_why_it_falls_back(write_model, capsys):
     assert json.loads(out)["engine"] == "fitted"
 
 
-def test_data_dependent_branch_is_refused_by_both_engines(write_model, capsys):
+def test_data_dependent_branch_is_refused_without_a_fallback(write_model, capsys):
+    # not a shape constraint: the fitted engine would fail the same way, so auto does not try it
     code, _, err = _run(capsys, ["analyze", write_model(DATA_DEPENDENT)])
     lines = err.strip().splitlines()
-    assert code == 2 and len(lines) == 2 and "Traceback" not in err
-    assert "falling back" in lines[0] and "data-dependent" in lines[1]
+    assert code == 2 and len(lines) == 1 and "Traceback" not in err
+    assert "falling back" not in err and "data-dependent" in lines[0] and "model_file.py:6" in lines[0]
 
 
 def test_missing_file(capsys):

@@ -11,8 +11,11 @@ import warnings
 
 import torch
 
+from depthscope.capture.failures import culprit, explain_shape_failure, shape_failure
 from depthscope.capture.standins import standins
-from depthscope.errors import CaptureError, InputError
+from depthscope.errors import CaptureError, DepthscopeError, InputError, ShapeConstraintError
+from depthscope.clock import status_after
+from depthscope.guard import exception_text, user_code
 from depthscope.model_file import ModelSpec, user_location
 
 
@@ -46,28 +49,38 @@ def export_model(spec: ModelSpec, train: bool = False):
     """torch.export the model (non-strict), translating failures into one clear message.
 
     Inference: the model in eval mode. Training (`train=True`): the model in train mode wrapped with its loss,
-    then torch's joint forward-backward graph of that program.
+    then torch's joint forward-backward graph of that program. Failures: a shape constraint or specialisation
+    is a ShapeConstraintError (the fitted engine may still count the model at concrete sizes); an exception in
+    the model's code (or torch's) is a CaptureError naming file:line; one raised in depthscope's own frames (a
+    stand-in) is re-raised as it is: an internal error.
     """
     model = spec.model
+    where = spec.source or spec.name
+    abspath = os.path.abspath(spec.source) if spec.source else None
     if train and not any(p.requires_grad for p in model.parameters()):
-        raise InputError(f"{spec.source or spec.name}: --train differentiates the loss with respect to the model's "
+        raise InputError(f"{where}: --train differentiates the loss with respect to the model's "
                          "parameters, and this model has none that require gradients")
     was_training = model.training
     model.train(train)
     target = _loss_module(model, spec.loss) if train else model
     try:
         extra = (spec.namespace,) if spec.namespace is not None else ()
-        with quiet_torch_logs(), standins(model, extra):
+        with user_code("exporting", where, abspath), status_after(), quiet_torch_logs(), standins(model, extra):
             program = torch.export.export(
                 target, spec.example_inputs, kwargs=spec.example_kwargs or None, dynamic_shapes=spec.dynamic_shapes
             )
             if train:
                 program = _joint_program(program)
             return program
-    except CaptureError:
+    except DepthscopeError:
         raise
     except Exception as exc:  # noqa: BLE001
-        raise CaptureError(_explain_export_failure(exc, spec)) from exc
+        if shape_failure(exc):
+            raise ShapeConstraintError(explain_shape_failure(exc, where, abspath)) from exc
+        who = culprit(exc, abspath)
+        if who == "depthscope":
+            raise  # a bug of ours (a stand-in, the loss wrapper): exit 101, --debug shows the traceback
+        raise CaptureError(_explain_export_failure(exc, spec, who)) from exc
     finally:
         model.train(was_training)
 
@@ -113,38 +126,16 @@ def _joint_program(program):
     return _export_forward_backward(program, joint_loss_index=0)
 
 
-def _explain_export_failure(exc: BaseException, spec: ModelSpec) -> str:
-    text = str(exc).strip()
+def _explain_export_failure(exc: BaseException, spec: ModelSpec, who: str | None) -> str:
+    text = exception_text(exc)
     where = spec.source or spec.name
-    user_error = type(exc).__name__ in {"UserError", "ConstraintViolationError"}
-    if "Constraints violated" in text or "specialized it to be a constant" in text or user_error:
-        first = text.splitlines()[0] if text else type(exc).__name__
-        fixes = _suggested_fixes(text)
-        msg = f"{where}: torch.export could not keep the requested dynamic shapes: {first}"
-        if fixes:
-            msg += "; suggested fix: " + "; ".join(fixes)
-        return msg
-    if "GuardOnDataDependentSymNode" in type(exc).__name__ or "data-dependent" in text.lower():
-        return (f"{where}: the model branches on tensor values (data-dependent control flow), which torch.export "
-                f"cannot capture; use torch.cond or remove the branch. torch said: {text.splitlines()[0]}")
     loc = user_location(exc, os.path.abspath(spec.source), spec.source) if spec.source else where
-    first = text.splitlines()[0] if text else ""
-    if "DynamicCache" in first:
+    if "GuardOnDataDependentSymNode" in type(exc).__name__ or "data-dependent" in str(exc).lower():
+        return (f"{loc}: the model branches on tensor values (data-dependent control flow), which torch.export "
+                f"cannot capture; use torch.cond or remove the branch. torch said: {text}")
+    if "DynamicCache" in text:
         return (f"{loc}: the model returns a transformers DynamicCache, which torch.export cannot output; "
                 "build the model with use_cache=False in its config")
-    return f"{loc}: the model's forward raised {type(exc).__name__} during export: {first}"
-
-
-def _suggested_fixes(text: str) -> list[str]:
-    lines = text.splitlines()
-    fixes = []
-    for i, line in enumerate(lines):
-        if "Suggested fixes" in line:
-            for follow in lines[i + 1 :]:
-                if follow.strip() and ("=" in follow or "Dim" in follow):
-                    fixes.append(follow.strip())
-                elif fixes:
-                    break
-    return fixes
-
-
+    if who is None and loc == where:  # torch's own frames alone: it refused what it was given
+        return f"{where}: torch.export failed with {type(exc).__name__}: {text}"
+    return f"{loc}: the model's forward raised {type(exc).__name__} during export: {text}"

@@ -9,13 +9,14 @@ import click
 from depthscope.engine import ENGINES
 
 from depthscope.errors import InputError
+from depthscope.options import bounded_sizes, timeout_option
 from depthscope.predict.profiles import load_profile
 from depthscope.predict.sizes import complete_sizes, expand_points, parse_sizes
 
 
 @click.command("predict")
 @click.argument("path", type=click.Path(dir_okay=False))
-@click.option("--at", "at", multiple=True, metavar="NAME=INT[,INT...]",
+@click.option("--at", "at", multiple=True, metavar="NAME=INT[,INT...]", callback=bounded_sizes,
               help="Sizes to predict at (repeat per symbol; a list gives one row per combination). "
                    "Symbols not given take their size in the example inputs.")
 @click.option("--device-profile", "device_profile", default="h100", show_default=True, metavar="h100|a100|cpu|FILE.toml",
@@ -28,6 +29,7 @@ from depthscope.predict.sizes import complete_sizes, expand_points, parse_sizes
 @click.option("--symbolic", "symbolic", multiple=True, metavar="NAME",
               help="Make this integer keyword parameter of the model factory a symbol (repeatable).")
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
+@timeout_option
 def predict_command(path, at, device_profile, over, fmt, train, engine, symbolic, debug):
     """Predict time for the model file PATH on a device: Brent's range, burdened depth, speedup, regime."""
     from depthscope.pipeline import analyze_subject, load_subject
@@ -53,9 +55,9 @@ def predict_command(path, at, device_profile, over, fmt, train, engine, symbolic
 
 @click.command("validate")
 @click.argument("path", type=click.Path(dir_okay=False))
-@click.option("--sizes", "sizes", required=True, metavar="NAME=INT,INT,...",
+@click.option("--sizes", "sizes", required=True, metavar="NAME=INT,INT,...", callback=bounded_sizes,
               help="The symbol to sweep and its sizes, e.g. --sizes n=64,128,256,512.")
-@click.option("--at", "at", multiple=True, metavar="NAME=INT",
+@click.option("--at", "at", multiple=True, metavar="NAME=INT", callback=bounded_sizes,
               help="Hold another symbol at this size (default: its size in the example inputs).")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
 @click.option("--device-profile", "device_profile", default=None, metavar="h100|a100|cpu|FILE.toml",
@@ -74,6 +76,7 @@ def predict_command(path, at, device_profile, over, fmt, train, engine, symbolic
 @click.option("--symbolic", "symbolic", multiple=True, metavar="NAME",
               help="Make this integer keyword parameter of the model factory a symbol (repeatable).")
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
+@timeout_option
 def validate_command(path, sizes, at, device, device_profile, repeats, max_seconds, plot, threads, fmt, engine,
                      symbolic, debug):
     """Time the model file PATH at a sweep of sizes and test work and depth against the measurements."""
