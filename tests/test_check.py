@@ -21,6 +21,12 @@ from depthscope.errors import InputError
 MODELS = {"attn.py": attention(), "rnn.py": LOOP_RNN, "mlp.py": MLP, "helpers.py": HELPERS}
 
 
+@pytest.fixture(autouse=True)
+def cache_key(tmp_path_factory, monkeypatch):
+    """Cache entries are signed with a key of the test session, never the user's (~/.cache/depthscope/key)."""
+    monkeypatch.setenv("DEPTHSCOPE_CACHE_KEY_FILE", str(tmp_path_factory.getbasetemp() / "depthscope-test-key"))
+
+
 @pytest.fixture(scope="module")
 def shared_cache(tmp_path_factory):
     """One cache for the module: each distinct model is analyzed once, whichever test needs it first."""
