@@ -158,6 +158,12 @@ def load_config(pyproject: str | None = None, start: str | None = None) -> Confi
     section = read_tool_section(pyproject)
     settings = _settings(section, name)
     config = Config(root, pyproject, [], settings)
+    lock_dir = os.path.realpath(os.path.dirname(config.resolve(settings["lock"])))
+    real_root = os.path.realpath(root)
+    if lock_dir != real_root and not lock_dir.startswith(real_root + os.sep):
+        # `check --update` replaces the lock: a pyproject.toml (a pull request) must not aim that outside the project
+        raise InputError(f"{name}: [tool.depthscope] lock = {settings['lock']!r} is outside the project "
+                         f"({root}); keep the lock in the project, or pass --lock on the command line")
 
     raw = section.get("check", [])
     if isinstance(raw, dict):

@@ -219,7 +219,7 @@ class Cache:
             return None, None, False
         try:
             data = json.loads(read_regular(self._file(key), MAX_ENTRY))
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             return None, None, False
         except (OSError, ValueError, RecursionError) as exc:  # (UnicodeDecodeError is a ValueError)
             return None, f"unreadable cache entry ({str(exc)[:200]})", True

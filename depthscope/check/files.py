@@ -113,7 +113,8 @@ def exclusive(path: str, wait: float = 120.0):
         return
     deadline = time.monotonic() + wait
     while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666)
+        # (never through a symlink: a repository cannot make this create or lock a file elsewhere)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0), 0o666)
         try:
             while True:
                 try:

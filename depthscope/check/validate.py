@@ -122,16 +122,18 @@ def validate_summary(summary, fmt: int) -> dict:
 
 
 def validate_inputs(inputs) -> dict:
-    """What an analysis read besides its imports: {"files": {path: digest or null}, "env": {name: value or null}}."""
-    if not isinstance(inputs, dict) or set(inputs) != {"files", "env"}:
-        _fail("inputs", "expected an object with files and env")
-    for kind in ("files", "env"):
+    """What an analysis read besides its imports (check/record.py): {"files": {path: digest or null}, "dirs":
+    {path: listing or null}, "env": {name: value or null}, "cwd": directory or null}."""
+    if not isinstance(inputs, dict) or set(inputs) != {"files", "dirs", "env", "cwd"}:
+        _fail("inputs", "expected an object with files, dirs, env and cwd")
+    for kind in ("files", "dirs", "env"):
         table = inputs[kind]
         if not isinstance(table, dict) or len(table) > 100_000:
             _fail(f"inputs.{kind}", "expected an object")
         for name, value in table.items():
             if len(name) > 8192 or not (value is None or (isinstance(value, str) and len(value) <= MAX_TEXT)):
                 _fail(f"inputs.{kind}", f"malformed entry for {name[:80]!r}")
+    _string(inputs["cwd"], "inputs.cwd", optional=True)
     return inputs
 
 

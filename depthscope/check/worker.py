@@ -13,7 +13,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
+import threading
+import time
 import traceback
 
 from depthscope.check.files import write_atomic
@@ -42,7 +45,7 @@ def analyze(request: dict, directory: str) -> dict:
     from depthscope.pipeline import analyze_subject, load_subject
 
     path, shown = request["path"], request["shown"]
-    recorder = Recorder(PACKAGE)
+    recorder = Recorder(PACKAGE, request["root"])
     reasons: list[str] = []
     phase = "while the model file was loaded"
     with open(os.path.join(directory, STARTED), "w"):
@@ -73,11 +76,33 @@ def analyze(request: dict, directory: str) -> dict:
     return {"ok": True, "summary": summary, "inputs": inputs}
 
 
+def die_with_parent(timeout: float) -> None:
+    """End this process when `depthscope check` ends (killed, interrupted, its CI job cancelled), and a little after
+    its timeout in any case: an orphaned analysis of a model that loops would otherwise run forever."""
+    parent = os.getppid()
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG (Linux)
+    except (OSError, AttributeError, TypeError, ValueError):
+        pass
+    deadline = time.monotonic() + timeout + 30
+
+    def watch():
+        while True:
+            time.sleep(0.5)
+            if os.getppid() != parent or time.monotonic() > deadline:
+                os._exit(3)
+
+    threading.Thread(target=watch, name="depthscope-watchdog", daemon=True).start()
+
+
 def main(argv: list[str]) -> None:
     os.dup2(2, 1)  # whatever the model prints, and whatever writes to fd 1, goes to stderr
     directory = argv[0]
     with open(os.path.join(directory, REQUEST), encoding="utf-8") as f:
         request = json.load(f)
+    die_with_parent(float(request.get("timeout") or 3600))
     import depthscope.pipeline  # noqa: F401 - torch: a failure here is the environment's, before STARTED
 
     try:
