@@ -122,3 +122,52 @@ def test_debug_shows_the_model_traceback(tmp_path):
     project.write([{"path": "m.py", "depth": "1"}], models={"m.py": hostile("import sys\nsys.exit(4)")})
     proc = _check(tmp_path, "--debug")
     assert proc.returncode == 2 and "Traceback" in proc.stderr and "sys.exit(4)" in proc.stderr
+
+
+def _wait_for(path, seconds=90):
+    import time
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if path.exists() and path.read_text().strip():
+            return int(path.read_text())
+        time.sleep(0.1)
+    raise AssertionError(f"{path} never appeared")
+
+
+def _gone(pid, seconds=10):
+    import time
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                if any(line.startswith("State:") and "Z" in line for line in f):
+                    return True  # a zombie: it ended, nobody reaped it yet
+        except FileNotFoundError:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs /proc")
+@pytest.mark.parametrize("how", ["SIGINT", "SIGKILL"])
+def test_an_interrupted_check_leaves_no_analysis_running(tmp_path, how):
+    """Ctrl-C ends the check (click's "aborted", exit 2) and its analysis; a killed check's analysis ends with it."""
+    import signal
+
+    pidfile = tmp_path / "worker.pid"
+    source = hostile(f"import os\nopen({str(pidfile)!r}, 'w').write(str(os.getpid()))\nwhile True:\n    pass")
+    Project(tmp_path).write([{"path": "spin.py", "depth": "1"}], models={"spin.py": source})
+    command = [sys.executable, "-m", "depthscope", "check", "--config", str(tmp_path / "pyproject.toml")]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        worker = _wait_for(pidfile)
+        proc.send_signal(getattr(signal, how))
+        out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    if how == "SIGINT":
+        assert proc.returncode in (2, 130) and ("depthscope: aborted" in err or "interrupted" in err), err
+    assert _gone(worker), f"the analysis process {worker} outlived the check"
