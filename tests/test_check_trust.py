@@ -391,3 +391,22 @@ def test_no_usable_key_turns_the_cache_off(project, capsys, monkeypatch, tmp_pat
     code, out, err = project.run(capsys=capsys)
     assert code == 0 and "0 from cache" in out
     assert "warning: the analysis cache is off: no key to sign it" in err
+
+
+def test_a_key_inside_the_project_is_warned_about(project, capsys, monkeypatch):
+    monkeypatch.setenv(KEY_ENV, str(project.root / "ci" / "key"))
+    project.write([{"path": "scale.py", "depth": "1"}], models={"scale.py": SCALE})
+    code, out, err = project.run(capsys=capsys)
+    assert code == 0 and "warning: the cache key ci/key is inside the project" in err
+
+
+@pytest.mark.parametrize("entry, fragment", [
+    ({"allow-unmodeled": "gatetest::pairwise"}, "allow-unmodeled must be a list"),
+    ({"allow-unmodeled": ["*"]}, "is not an op name"),
+    ({"allow-approximate": 1}, "allow-approximate must be true or false"),
+    ({"allow_approximate": True}, "unknown key allow_approximate"),
+])
+def test_malformed_per_model_settings_are_exit_2(project, capsys, entry, fragment):
+    project.write([{"path": "scale.py", "depth": "1", **entry}], models={"scale.py": SCALE})
+    code, out, err = project.run(capsys=capsys)
+    assert code == 2 and fragment in err and "[[tool.depthscope.check]] #1" in err

@@ -22,7 +22,7 @@ import click
 
 from depthscope.check.files import read_regular, write_atomic
 from depthscope.check.record import changed_input
-from depthscope.check.signing import KeyUnavailable, sign, signing_key, verify
+from depthscope.check.signing import KeyUnavailable, key_path, sign, signing_key, verify
 from depthscope.check.summary import CACHE_FORMAT
 from depthscope.check.validate import validate_inputs, validate_summary
 from depthscope.config import CheckEntry
@@ -181,6 +181,7 @@ class Cache:
         self.enabled = enabled
         self._key: bytes | None = None
         self.unavailable: str | None = None  # why entries can be neither signed nor verified
+        self.signing_key_file: str | None = None  # where the key was looked for, once it was
 
     def key(self, entry: CheckEntry, engine: str, root: str) -> str:
         h = hashlib.sha256()
@@ -206,8 +207,9 @@ class Cache:
 
     def _signing_key(self) -> bytes | None:
         if self._key is None and self.unavailable is None:
+            self.signing_key_file = key_path()
             try:
-                self._key = signing_key()
+                self._key = signing_key(self.signing_key_file)
             except KeyUnavailable as exc:
                 self.unavailable = str(exc)
         return self._key

@@ -121,6 +121,9 @@ def check_command(paths, config_path, update, lock, fmt, engine, no_cache, cache
                 evaluate(result, lock_models.get(entry.key), lock_name, update)
             except BudgetError as exc:  # (summaries are validated first: kept as a usage error all the same)
                 result.findings.append(Finding(entry.key, "error", f"{entry.key}: {exc}", exit_code=EXIT_USAGE))
+    if use_cache and cache.signing_key_file and _inside(cache.signing_key_file, config.root):
+        click.echo(f"depthscope: warning: the cache key {config.display_path(cache.signing_key_file)} is inside the "
+                   "project: whoever can commit there can sign cache entries; keep it outside (docs/check.md)", err=True)
     if cache.unavailable and use_cache:
         click.echo(f"depthscope: warning: the analysis cache is off: no key to sign it ({cache.unavailable}); set "
                    "DEPTHSCOPE_CACHE_KEY_FILE to a writable path", err=True)
@@ -170,6 +173,11 @@ def check_command(paths, config_path, update, lock, fmt, engine, no_cache, cache
         raise err
     if failing:
         raise CheckFailed(_failure_text(failing, lock_name))
+
+
+def _inside(path: str, root: str) -> bool:
+    path, root = os.path.realpath(path), os.path.realpath(root)
+    return path == root or path.startswith(root + os.sep)
 
 
 def _failure_text(failing: list[Finding], lock_name: str) -> str:
