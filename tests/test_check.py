@@ -336,6 +336,11 @@ def test_cache_hits_and_invalidation(project, capsys):
     (project.root / "helpers.py").write_text("WIDTH = 24\n")
     code, out, err = project.run("--format", "json", capsys=capsys)
     assert json.loads(out)["models"][0]["cached"] is False
+
+
+def test_corrupt_entries_and_no_cache_re_analyze(project, capsys):
+    project.write([{"path": "mlp.py", "work": "b"}], cache=False)
+    assert project.run(capsys=capsys)[0] == 0
     # a corrupt entry is re-analyzed, not trusted
     for f in (project.root / ".depthscope_cache").glob("*.json"):
         f.write_text("{")
