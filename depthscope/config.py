@@ -5,6 +5,9 @@
     lock = "depthscope.lock.json"      # baseline file, relative to pyproject.toml
     cache-dir = ".depthscope_cache"    # analysis cache, relative to pyproject.toml
     cache = true                       # false: always re-analyze
+    timeout = 1800                     # seconds one model's analysis may take in `check` (--timeout overrides)
+    allow-unmodeled = []               # ops without a cost rule that may pass a check ("ns::op", "aten.op")
+    allow-approximate = false          # true: an approximate analysis may pass a check
 
     [[tool.depthscope.check]]
     path = "models/tagger.py"          # a model file, relative to pyproject.toml
@@ -13,13 +16,17 @@
     symbolic = true                    # optional: require the symbolic engine (no fitted fallback)
     engine = "auto"                    # optional: this model's engine (symbolic = true means "symbolic")
     train = false                      # optional: check a training step (forward and backward)
+    allow-unmodeled = ["mylib::scan"]  # optional: more ops allowed without a rule, for this model
+    allow-approximate = true           # optional: this model's setting, over [tool.depthscope]'s
 
 Every problem found here is an InputError (exit 2) naming the file, the entry and the key.
 """
 
 from __future__ import annotations
 
+import math
 import os
+import re
 from dataclasses import dataclass, field
 
 from depthscope.check.budget import BudgetError, parse_budget
@@ -35,9 +42,29 @@ except ModuleNotFoundError:  # pragma: no cover - Python 3.10
     except ModuleNotFoundError:
         tomllib = None  # type: ignore[assignment]
 
-ENTRY_KEYS = ("path", "work", "depth", "symbolic", "engine", "train")
+ENTRY_KEYS = ("path", "work", "depth", "symbolic", "engine", "train", "allow-unmodeled", "allow-approximate")
 METRICS = ("work", "depth")
-DEFAULTS = {"engine": "auto", "lock": "depthscope.lock.json", "cache-dir": ".depthscope_cache", "cache": True}
+DEFAULTS = {"engine": "auto", "lock": "depthscope.lock.json", "cache-dir": ".depthscope_cache", "cache": True,
+            "timeout": 1800.0, "allow-unmodeled": (), "allow-approximate": False}
+_OP = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)(?:::|\.)([A-Za-z_][A-Za-z0-9_]*)(?:\.([A-Za-z_][A-Za-z0-9_]*))?", re.ASCII)
+
+
+def op_pattern(text) -> str:
+    """"mylib::scan", "mylib.scan" or "aten.gelu" -> "mylib.scan"; with an overload ("aten.add.Tensor") as given.
+
+    ValueError for anything else."""
+    m = _OP.fullmatch(text.strip()) if isinstance(text, str) else None
+    if m is None:
+        raise ValueError(f"{text!r} is not an op name: write \"namespace::op\" or \"aten.op\" (optionally with "
+                         "the overload, \"aten.add.Tensor\")")
+    return ".".join(g for g in m.groups() if g)
+
+
+def op_allowed(op: str, patterns) -> bool:
+    """Whether an op as depthscope names it ("mylib.scan.default") matches one of the `op_pattern` results."""
+    parts = op.split(".")
+    base = ".".join(parts[:2])
+    return any(p == op or p == base for p in patterns)
 
 
 @dataclass
@@ -51,6 +78,8 @@ class CheckEntry:
     engine: str | None = None  # None: the command line's --engine, else [tool.depthscope] engine
     train: bool = False
     configured: bool = True  # False: named on the command line only (checked against the lock)
+    allow_unmodeled: tuple[str, ...] = ()  # op patterns (op_pattern) that may stay without a rule
+    allow_approximate: bool = False
 
     @property
     def key(self) -> str:
@@ -63,7 +92,7 @@ class Config:
     root: str  # the directory holding pyproject.toml (or the current directory without one)
     pyproject: str | None
     entries: list[CheckEntry]
-    settings: dict  # [tool.depthscope] values for engine, lock, cache-dir, cache (defaults filled in)
+    settings: dict  # [tool.depthscope] values for engine, lock, cache-dir, cache, timeout, allow-* (defaults in)
 
     def resolve(self, path: str) -> str:
         return os.path.normpath(os.path.join(self.root, path))
@@ -90,16 +119,23 @@ def find_pyproject(start: str | None = None) -> str | None:
 
 
 def read_tool_section(pyproject: str) -> dict:
-    """The [tool.depthscope] table of a pyproject.toml ({} when absent)."""
+    """The [tool.depthscope] table of a pyproject.toml ({} when absent); InputError for an unreadable file."""
     if tomllib is None:  # pragma: no cover - Python 3.10 without tomli
         raise InputError("reading pyproject.toml needs Python 3.11 or the tomli package (pip install tomli)")
     try:
         with open(pyproject, "rb") as f:
-            data = tomllib.load(f)
+            raw = f.read(MAX_PYPROJECT + 1)
+        if len(raw) > MAX_PYPROJECT:
+            raise InputError(f"{pyproject}: larger than {MAX_PYPROJECT >> 20} MiB")
+        data = tomllib.loads(raw.decode("utf-8"))
     except OSError as exc:
         raise InputError(f"{pyproject}: cannot read: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{pyproject}: not valid UTF-8 (byte {exc.start}); TOML files are UTF-8") from None
     except tomllib.TOMLDecodeError as exc:
         raise InputError(f"{pyproject}: invalid TOML: {exc}") from exc
+    except RecursionError:
+        raise InputError(f"{pyproject}: invalid TOML: nested too deeply") from None
     tool = data.get("tool", {})
     section = tool.get("depthscope", {}) if isinstance(tool, dict) else {}
     if not isinstance(section, dict):
@@ -122,6 +158,12 @@ def load_config(pyproject: str | None = None, start: str | None = None) -> Confi
     section = read_tool_section(pyproject)
     settings = _settings(section, name)
     config = Config(root, pyproject, [], settings)
+    lock_dir = os.path.realpath(os.path.dirname(config.resolve(settings["lock"])))
+    real_root = os.path.realpath(root)
+    if lock_dir != real_root and not lock_dir.startswith(real_root + os.sep):
+        # `check --update` replaces the lock: a pyproject.toml (a pull request) must not aim that outside the project
+        raise InputError(f"{name}: [tool.depthscope] lock = {settings['lock']!r} is outside the project "
+                         f"({root}); keep the lock in the project, or pass --lock on the command line")
 
     raw = section.get("check", [])
     if isinstance(raw, dict):
@@ -140,9 +182,12 @@ def load_config(pyproject: str | None = None, start: str | None = None) -> Confi
     return config
 
 
+MAX_PYPROJECT = 16 << 20
+
+
 def _settings(section: dict, name: str) -> dict:
     settings = dict(DEFAULTS)
-    for key in ("engine", "lock", "cache-dir", "cache"):
+    for key in DEFAULTS:
         for spelling in (key, key.replace("-", "_")):
             if spelling in section:
                 settings[key] = section[spelling]
@@ -154,7 +199,30 @@ def _settings(section: dict, name: str) -> dict:
             raise InputError(f"{name}: [tool.depthscope] {key} must be a non-empty string (a path)")
     if not isinstance(settings["cache"], bool):
         raise InputError(f"{name}: [tool.depthscope] cache must be true or false")
+    settings["timeout"] = timeout_seconds(settings["timeout"], f"{name}: [tool.depthscope] timeout")
+    settings["allow-unmodeled"] = _op_list(settings["allow-unmodeled"], f"{name}: [tool.depthscope] allow-unmodeled")
+    if not isinstance(settings["allow-approximate"], bool):
+        raise InputError(f"{name}: [tool.depthscope] allow-approximate must be true or false")
     return settings
+
+
+def timeout_seconds(value, where: str) -> float:
+    """A positive, finite number of seconds; InputError otherwise."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise InputError(f"{where} must be a positive number of seconds, got {value!r}")
+    return float(value)
+
+
+def _op_list(value, where: str) -> tuple[str, ...]:
+    if isinstance(value, str) or not isinstance(value, (list, tuple)):
+        raise InputError(f"{where} must be a list of op names, such as [\"mylib::scan\", \"aten.gelu\"]")
+    out = []
+    for item in value:
+        try:
+            out.append(op_pattern(item))
+        except ValueError as exc:
+            raise InputError(f"{where}: {exc}") from None
+    return tuple(out)
 
 
 def _entry(item, i: int, name: str, config: Config) -> CheckEntry:
@@ -202,7 +270,12 @@ def _entry(item, i: int, name: str, config: Config) -> CheckEntry:
     train = item.get("train", False)
     if not isinstance(train, bool):
         raise InputError(f"{where}: train must be true or false")
-    return CheckEntry(config.display_path(abspath), abspath, budgets, texts, engine, train)
+    allowed = config.settings["allow-unmodeled"] + _op_list(item.get("allow-unmodeled", []), f"{where}: allow-unmodeled")
+    approximate = item.get("allow-approximate", config.settings["allow-approximate"])
+    if not isinstance(approximate, bool):
+        raise InputError(f"{where}: allow-approximate must be true or false")
+    return CheckEntry(config.display_path(abspath), abspath, budgets, texts, engine, train,
+                      allow_unmodeled=allowed, allow_approximate=approximate)
 
 
 def cli_defaults(config: Config) -> dict:
@@ -219,4 +292,4 @@ def cli_defaults(config: Config) -> dict:
 
 
 __all__ = ["CheckEntry", "Config", "DEFAULTS", "ENGINES", "METRICS", "cli_defaults", "find_pyproject", "load_config",
-           "read_tool_section"]
+           "op_allowed", "op_pattern", "read_tool_section", "timeout_seconds"]

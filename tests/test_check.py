@@ -21,6 +21,12 @@ from depthscope.errors import InputError
 MODELS = {"attn.py": attention(), "rnn.py": LOOP_RNN, "mlp.py": MLP, "helpers.py": HELPERS}
 
 
+@pytest.fixture(autouse=True)
+def cache_key(tmp_path_factory, monkeypatch):
+    """Cache entries are signed with a key of the test session, never the user's (~/.cache/depthscope/key)."""
+    monkeypatch.setenv("DEPTHSCOPE_CACHE_KEY_FILE", str(tmp_path_factory.getbasetemp() / "depthscope-test-key"))
+
+
 @pytest.fixture(scope="module")
 def shared_cache(tmp_path_factory):
     """One cache for the module: each distinct model is analyzed once, whichever test needs it first."""
@@ -330,6 +336,11 @@ def test_cache_hits_and_invalidation(project, capsys):
     (project.root / "helpers.py").write_text("WIDTH = 24\n")
     code, out, err = project.run("--format", "json", capsys=capsys)
     assert json.loads(out)["models"][0]["cached"] is False
+
+
+def test_corrupt_entries_and_no_cache_re_analyze(project, capsys):
+    project.write([{"path": "mlp.py", "work": "b"}], cache=False)
+    assert project.run(capsys=capsys)[0] == 0
     # a corrupt entry is re-analyzed, not trusted
     for f in (project.root / ".depthscope_cache").glob("*.json"):
         f.write_text("{")

@@ -1,5 +1,11 @@
-"""The real pre-commit: a repository whose commit swaps attention for a Python-loop RNN is stopped by the hook."""
+"""The real pre-commit: a repository whose commit swaps attention for a Python-loop RNN is stopped by the hook.
 
+And the acceptance of issue 11: the README's `repo: local` hook blocks a commit of an O(n**2) custom op without a
+cost rule, of a model that calls sys.exit(0), of a model whose architecture comes from an edited JSON file, and
+a commit checked against a tampered cache entry.
+"""
+
+import json
 import os
 import re
 import shlex
@@ -9,7 +15,7 @@ import sys
 
 import pytest
 
-from check_models import LOOP_RNN, RNN_DEPTH_MESSAGE, attention
+from check_models import CONFIGURED, LOOP_RNN, PAIRWISE, RNN_DEPTH_MESSAGE, SCALE, SUM, attention, hostile
 from conftest import ROOT
 
 PRE_COMMIT = shutil.which("pre-commit", path=os.path.dirname(sys.executable)) or shutil.which("pre-commit")
@@ -27,17 +33,18 @@ work = "n**2"
 depth = "log(n)"
 '''
 
-# A `repo: local` hook running this environment's depthscope, so pre-commit does not install torch again.
-CONFIG = f'''repos:
-  - repo: local
-    hooks:
-      - id: depthscope-check
-        name: depthscope check
-        entry: {shlex.quote(DEPTHSCOPE)} check
-        language: system
-        pass_filenames: false
-        files: '(\\.py|pyproject\\.toml|depthscope\\.lock\\.json)$'
-'''
+
+def _readme_local_hook() -> str:
+    """The README's `repo: local` hook, running this environment's depthscope (pre-commit installs nothing)."""
+    with open(os.path.join(ROOT, "README.md")) as f:
+        readme = f.read()
+    section = readme.split("## Complexity budgets in CI", 1)[1].split("\n## ", 1)[0]
+    (snippet,) = [s for s in re.findall(r"```yaml\n(.*?)```", section, re.S) if "repo: local" in s]
+    assert "entry: depthscope check\n" in snippet
+    return snippet.replace("entry: depthscope check\n", f"entry: {shlex.quote(DEPTHSCOPE)} check\n")
+
+
+CONFIG = _readme_local_hook()
 
 
 def _run(args, cwd, env, check=True):
@@ -47,13 +54,20 @@ def _run(args, cwd, env, check=True):
     return proc
 
 
+def _environment(tmp_path):
+    return dict(os.environ, PRE_COMMIT_HOME=str(tmp_path / "pre-commit-home"), GIT_CONFIG_NOSYSTEM="1",
+                HOME=str(tmp_path), GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@example.com",
+                GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@example.com")
+
+
+GIT = ["git", "-c", "init.defaultBranch=main", "-c", "commit.gpgsign=false"]
+
+
 def test_pre_commit_passes_then_blocks_the_rnn(tmp_path):
     repo = tmp_path / "repo"
     (repo / "models").mkdir(parents=True)
-    env = dict(os.environ, PRE_COMMIT_HOME=str(tmp_path / "pre-commit-home"), GIT_CONFIG_NOSYSTEM="1",
-               HOME=str(tmp_path), GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@example.com",
-               GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@example.com")
-    git = ["git", "-c", "init.defaultBranch=main", "-c", "commit.gpgsign=false"]
+    env = _environment(tmp_path)
+    git = GIT
     (repo / "models" / "tagger.py").write_text(attention())
     (repo / "pyproject.toml").write_text(PYPROJECT)
     (repo / ".pre-commit-config.yaml").write_text(CONFIG)
@@ -102,3 +116,71 @@ def test_readme_snippet_is_a_valid_pre_commit_config(tmp_path):
         path.write_text(snippet)
         proc = subprocess.run([PRE_COMMIT, "validate-config", str(path)], capture_output=True, text=True, timeout=120)
         assert proc.returncode == 0, snippet + proc.stdout + proc.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# Acceptance of issue 11: each of these commits is refused by the README's local hook
+
+
+def _repo(tmp_path, entries, files):
+    """A git repository with the hook installed and `files`, nothing committed yet."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    env = _environment(tmp_path)  # (HOME is tmp_path: the cache key is created in tmp_path/.cache/depthscope)
+    lines = ["[project]", 'name = "demo"']
+    for entry in entries:
+        lines += ["", "[[tool.depthscope.check]]"] + [f"{k} = {json.dumps(v)}" for k, v in entry.items()]
+    files = {"pyproject.toml": "\n".join(lines) + "\n", ".pre-commit-config.yaml": CONFIG, **files}
+    for name, text in files.items():
+        (repo / name).write_text(text)
+    _run(GIT + ["init", "-q"], repo, env)
+    _run([PRE_COMMIT, "install"], repo, env)
+    return repo, env
+
+
+def _commit(repo, env, message):
+    _run(GIT + ["add", "-A"], repo, env)
+    return _run(GIT + ["commit", "-q", "-m", message], repo, env, check=False)
+
+
+def test_hook_blocks_an_unmodeled_quadratic_custom_op(tmp_path):
+    repo, env = _repo(tmp_path, [{"path": "pairwise.py", "work": "b*n", "depth": "1"}], {"pairwise.py": PAIRWISE})
+    refused = _commit(repo, env, "pairwise")
+    assert refused.returncode != 0, refused.stdout + refused.stderr
+    assert "pairwise.py: 1 op has no cost rule" in refused.stdout + refused.stderr
+    assert _run(GIT + ["rev-parse", "--verify", "-q", "HEAD"], repo, env, check=False).returncode != 0
+
+
+def test_hook_blocks_a_model_that_calls_sys_exit(tmp_path):
+    repo, env = _repo(tmp_path, [{"path": "quits.py", "depth": "1"}], {"quits.py": hostile("import sys\nsys.exit(0)")})
+    refused = _commit(repo, env, "quits")
+    assert refused.returncode != 0, refused.stdout + refused.stderr
+    assert "quits.py:2: the model file raised SystemExit (sys.exit(0))" in refused.stdout + refused.stderr
+
+
+def test_hook_blocks_an_architecture_edited_in_a_json_file(tmp_path):
+    repo, env = _repo(tmp_path, [{"path": "configured.py", "depth": "1"}],
+                      {"configured.py": CONFIGURED, "arch.json": json.dumps({"arch": "scale"})})
+    passed = _commit(repo, env, "scale")
+    assert passed.returncode == 0, passed.stdout + passed.stderr
+    (repo / "arch.json").write_text(json.dumps({"arch": "sum"}))  # only the JSON file changes
+    refused = _commit(repo, env, "sum")
+    assert refused.returncode != 0, refused.stdout + refused.stderr
+    assert "configured.py: depth O(log(n)) exceeds budget O(1)" in refused.stdout + refused.stderr
+
+
+def test_hook_blocks_a_commit_checked_against_a_tampered_cache_entry(tmp_path):
+    repo, env = _repo(tmp_path, [{"path": "scale.py", "depth": "1"}, {"path": "sum.py", "depth": "1"}],
+                      {"scale.py": SCALE, "sum.py": SUM})
+    failed = _run([PRE_COMMIT, "run", "--all-files"], repo, env, check=False)
+    assert failed.returncode == 1 and "sum.py: depth O(log(n)) exceeds budget O(1)" in failed.stdout
+    entries = {}
+    for path in (repo / ".depthscope_cache").glob("*.json"):
+        entries[json.loads(path.read_text())["summary"]["depth"]["class"]] = path
+    # the failing model's entry now holds the passing model's (internally consistent) summary
+    forged = json.loads(entries["log(n)"].read_text())
+    forged["summary"] = json.loads(entries["1"].read_text())["summary"]
+    entries["log(n)"].write_text(json.dumps(forged))
+    refused = _commit(repo, env, "models")
+    assert refused.returncode != 0, refused.stdout + refused.stderr
+    assert "sum.py: depth O(log(n)) exceeds budget O(1)" in refused.stdout + refused.stderr

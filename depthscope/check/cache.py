@@ -1,28 +1,35 @@
-"""The analysis cache of `depthscope check`: summaries in .depthscope_cache/, keyed by content and versions.
+"""The analysis cache of `depthscope check`: signed summaries in .depthscope_cache/, keyed by content and versions.
 
-The key is made of the model file's content, the content of every file it imports from inside the project,
-the Python, torch, sympy and depthscope versions, and depthscope's own analysis source (editable installs). A
-check of unchanged models neither re-analyzes them nor imports torch.
+The key is made of the model file's path and content, the content of every file it imports from inside the
+project, the Python, torch, sympy and depthscope versions, depthscope's own analysis source (editable
+installs), the TORCH*/PYTORCH* environment variables, the engine and `train`. Each entry also records what the
+analysis read besides its imports (check/record.py), re-checked before it is reused, and is signed with a key
+outside the repository (check/signing.py). A check of unchanged models neither re-analyzes them nor imports
+torch.
 """
 
 from __future__ import annotations
 
 import ast
-import contextlib
 import functools
 import hashlib
 import json
 import os
 import re
 import sys
-import tempfile
 
 import click
 
+from depthscope.check.files import read_regular, write_atomic
+from depthscope.check.record import changed_input
+from depthscope.check.signing import KeyUnavailable, key_path, sign, signing_key, verify
 from depthscope.check.summary import CACHE_FORMAT
+from depthscope.check.validate import validate_inputs, validate_summary
 from depthscope.config import CheckEntry
 
 PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the depthscope package directory
+MAX_ENTRY = 16 << 20  # bytes of one cache entry
+TORCH_ENV = ("TORCH", "PYTORCH")  # prefixes of environment variables in every key
 
 
 @functools.lru_cache(maxsize=None)
@@ -161,68 +168,104 @@ def import_closure(path: str, root: str) -> list[str]:
 
 
 class Cache:
-    """JSON summaries in a directory (with a .gitignore of its own), keyed by content and versions."""
+    """Signed JSON summaries in a directory (with a .gitignore of its own), keyed by content and versions.
+
+    An entry holds the summary, what the analysis read besides its imports (check/record.py: each file's digest,
+    each environment variable's value) and an HMAC of all of it under the key outside the repository
+    (check/signing.py). `get` returns a summary only when the entry is well formed, signed by this key, made
+    for this key of content and versions, and every recorded input is unchanged; otherwise `miss` says why.
+    """
 
     def __init__(self, directory: str, enabled: bool = True):
         self.directory = directory
         self.enabled = enabled
+        self._key: bytes | None = None
+        self.unavailable: str | None = None  # why entries can be neither signed nor verified
+        self.signing_key_file: str | None = None  # where the key was looked for, once it was
 
     def key(self, entry: CheckEntry, engine: str, root: str) -> str:
         h = hashlib.sha256()
         h.update(f"depthscope check cache {CACHE_FORMAT}\n{environment_fingerprint()}\n".encode())
         h.update(f"engine={engine} train={entry.train}\n".encode())
+        for name in sorted(os.environ):  # torch reads its configuration from TORCH*/PYTORCH* variables
+            if name.startswith(TORCH_ENV):
+                h.update(f"${name}={os.environ[name]}\n".encode("utf-8", "surrogateescape"))
+        model = os.path.realpath(entry.abspath)
+        h.update(f"model={entry.key}\n".encode("utf-8", "surrogateescape"))
         for path in import_closure(entry.abspath, root):
             try:
                 with open(path, "rb") as f:
                     digest = hashlib.sha256(f.read()).hexdigest()
             except OSError:
                 digest = "unreadable"
-            model = path == os.path.realpath(entry.abspath)
-            rel = "<model>" if model else os.path.relpath(path, os.path.realpath(root))
-            h.update(f"{rel} {digest}\n".encode())
+            rel = "<model>" if path == model else os.path.relpath(path, os.path.realpath(root))
+            h.update(f"{rel} {digest}\n".encode("utf-8", "surrogateescape"))
         return h.hexdigest()
 
     def _file(self, key: str) -> str:
         return os.path.join(self.directory, key[:40] + ".json")
 
-    def get(self, key: str) -> dict | None:
-        if not self.enabled:
-            return None
-        try:
-            with open(self._file(key), encoding="utf-8") as f:
-                data = json.load(f)
-        except (OSError, ValueError):
-            return None
-        if not isinstance(data, dict) or data.get("format") != CACHE_FORMAT or data.get("key") != key:
-            return None
-        return data.get("summary") if isinstance(data.get("summary"), dict) else None
+    def _signing_key(self) -> bytes | None:
+        if self._key is None and self.unavailable is None:
+            self.signing_key_file = key_path()
+            try:
+                self._key = signing_key(self.signing_key_file)
+            except KeyUnavailable as exc:
+                self.unavailable = str(exc)
+        return self._key
 
-    def put(self, key: str, summary: dict) -> None:
+    def get(self, key: str, root: str) -> tuple[dict | None, str | None, bool]:
+        """(summary, None, False) for a valid entry, else (None, why, suspicious): `why` is None for a plain miss,
+        says which input changed for a stale entry, and what is wrong (suspicious) for an entry not to be trusted."""
         if not self.enabled:
+            return None, None, False
+        try:
+            data = json.loads(read_regular(self._file(key), MAX_ENTRY))
+        except (FileNotFoundError, NotADirectoryError):
+            return None, None, False
+        except (OSError, ValueError, RecursionError) as exc:  # (UnicodeDecodeError is a ValueError)
+            return None, f"unreadable cache entry ({str(exc)[:200]})", True
+        mac = data.pop("mac", None) if isinstance(data, dict) else None
+        if not isinstance(data, dict) or set(data) != {"format", "key", "summary", "inputs"}:
+            return None, "malformed cache entry", True
+        if data["format"] != CACHE_FORMAT:
+            return None, "cache entry of another depthscope version", False
+        signing = self._signing_key()
+        if signing is None:
+            return None, None, False
+        if not verify(signing, data, mac):
+            return None, "cache entry not signed with this machine's key (edited, copied, or made with another key)", True
+        if data["key"] != key:
+            return None, "cache entry made for other content", True
+        try:
+            summary = validate_summary(data["summary"], CACHE_FORMAT)
+            inputs = validate_inputs(data["inputs"])
+        except ValueError as exc:
+            return None, f"malformed cache entry ({str(exc)[:200]})", True
+        changed = changed_input(inputs, root)
+        if changed:
+            return None, changed, False
+        return summary, None, False
+
+    def put(self, key: str, summary: dict, inputs: dict | None) -> None:
+        """Store a summary with the inputs its analysis read (None: not cacheable, e.g. too many files read)."""
+        if not self.enabled or inputs is None:
             return
+        signing = self._signing_key()
+        if signing is None:
+            return
+        data = {"format": CACHE_FORMAT, "key": key, "summary": summary, "inputs": inputs}
+        data["mac"] = sign(signing, data)
         try:
             if not os.path.isdir(self.directory):
                 os.makedirs(self.directory, exist_ok=True)
                 with open(os.path.join(self.directory, ".gitignore"), "w") as f:
                     f.write("# depthscope's analysis cache: safe to delete, never to commit\n*\n")
-            write_atomic(self._file(key), json.dumps({"format": CACHE_FORMAT, "key": key, "summary": summary}))
+            write_atomic(self._file(key), json.dumps(data))
         except OSError as exc:  # a read-only checkout still checks, just without caching
             click.echo(f"depthscope: warning: cannot write the cache in {self.directory}: {exc.strerror or exc}",
                        err=True)
 
 
-def write_atomic(path: str, text: str) -> None:
-    """Write `text` to `path` through a temporary file in the same directory, so readers never see half of it."""
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", prefix=".tmp-", suffix=".json")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
-__all__ = ["Cache", "PACKAGE", "environment_fingerprint", "import_closure", "import_statements", "module_files",
-           "write_atomic"]
+__all__ = ["Cache", "MAX_ENTRY", "PACKAGE", "environment_fingerprint", "import_closure", "import_statements",
+           "module_files"]

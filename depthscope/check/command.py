@@ -6,9 +6,13 @@ is compared with the class recorded in depthscope.lock.json (`depthscope check -
 codes: 0 pass, 1 a budget exceeded or a class grew against the lock, 2 a configuration or usage error
 (including a model that cannot be analyzed), 101 an internal error.
 
-The pieces: check/summary.py (what an analysis contributes), check/cache.py (analyses cached in
-.depthscope_cache/), check/lock.py (the lock file), check/compare.py (the findings), check/render.py (text,
-GitHub annotations, JSON). A check of unchanged models neither re-analyzes them nor imports torch.
+Each model is analyzed in a subprocess of its own (check/isolate.py, check/worker.py) under a timeout, so a model
+file that exits, raises a BaseException, loops or prints cannot decide the check's exit code or output.
+
+The pieces: check/summary.py (what an analysis contributes), check/cache.py (signed analyses cached in
+.depthscope_cache/, re-checked against what the model read: check/record.py, check/signing.py), check/lock.py
+(the lock file), check/compare.py (the findings), check/render.py (text, GitHub annotations, JSON). A check of
+unchanged models neither re-analyzes them nor imports torch.
 """
 
 from __future__ import annotations
@@ -22,10 +26,10 @@ import click
 from depthscope.check.budget import BudgetError
 from depthscope.check.cache import Cache
 from depthscope.check.compare import Finding, ModelResult, evaluate
-from depthscope.check.lock import lock_entry, read_lock, write_lock
+from depthscope.check.isolate import AnalysisFailed, analyze_isolated
+from depthscope.check.lock import lock_entry, read_lock, update_lock
 from depthscope.check.render import render_github, render_json, render_text
-from depthscope.check.summary import analyze_entry
-from depthscope.config import ENGINES, CheckEntry, Config, load_config
+from depthscope.config import ENGINES, CheckEntry, Config, load_config, timeout_seconds
 from depthscope.errors import EXIT_CHECK_FAILED, EXIT_INTERNAL, EXIT_USAGE, CheckFailed, DepthscopeError, InputError
 
 
@@ -62,9 +66,12 @@ def _targets(config: Config, paths: tuple[str, ...]) -> list[CheckEntry]:
 @click.option("--no-cache", is_flag=True, help="Re-analyze every model (the cache is still refreshed).")
 @click.option("--cache-dir", default=None, metavar="DIR",
               help="Cache directory, relative to pyproject.toml [default: .depthscope_cache].")
+@click.option("--timeout", "timeout", type=float, default=None, metavar="SECONDS",
+              help="Stop a model's analysis after this long (an error, exit 2) [default: tool.depthscope timeout, "
+                   "else 1800].")
 @click.option("-v", "--verbose", is_flag=True, help="One line per model, and why a fallback happened.")
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
-def check_command(paths, config_path, update, lock, fmt, engine, no_cache, cache_dir, verbose, debug):
+def check_command(paths, config_path, update, lock, fmt, engine, no_cache, cache_dir, timeout, verbose, debug):
     """Check models against the complexity budgets in pyproject.toml ([[tool.depthscope.check]]) or the lock.
 
     Exit 0 when every model is within its budgets and no class grew against depthscope.lock.json, 1 when one
@@ -74,6 +81,7 @@ def check_command(paths, config_path, update, lock, fmt, engine, no_cache, cache
     config = load_config(config_path)
     settings = config.settings
     engine_default = engine or settings["engine"]
+    timeout = settings["timeout"] if timeout is None else timeout_seconds(timeout, "--timeout")
     lock_path = config.resolve(lock or settings["lock"])
     lock_name = config.display_path(lock_path)
     cache = Cache(config.resolve(cache_dir or settings["cache-dir"]), enabled=True)
@@ -94,24 +102,11 @@ def check_command(paths, config_path, update, lock, fmt, engine, no_cache, cache
         results.append(result)
         t0 = time.perf_counter()
         try:
-            key = cache.key(entry, eng, config.root)
-            summary = cache.get(key) if use_cache else None
-            result.cached = summary is not None
-            if summary is None:
-                summary = analyze_entry(entry, eng)
-                cache.put(key, summary)
-            result.summary = summary
+            _analyze(result, cache, use_cache, config.root, timeout, debug)
         except DepthscopeError as exc:
             if debug:
-                traceback.print_exc()
-            msg = str(exc).replace(entry.abspath, entry.key)
-            if msg.startswith(entry.key + ": "):
-                msg = msg[len(entry.key) + 2:]
-            if entry.engine == "symbolic" and "export" in msg:
-                msg = f"symbolic = true, but {msg}"
-            if not msg.startswith(entry.key + ":"):  # (keep "model.py:12: syntax error" as it is)
-                msg = f"{entry.key}: {msg}"
-            result.findings.append(Finding(entry.key, "error", msg, exit_code=exc.exit_code))
+                click.echo(getattr(exc, "detail", "") or traceback.format_exc(), err=True, nl=False)
+            result.findings.append(Finding(entry.key, "error", _error_message(entry, exc), exit_code=exc.exit_code))
         except Exception as exc:  # noqa: BLE001 - report it against the model, keep checking the others
             if debug:
                 traceback.print_exc()
@@ -124,8 +119,14 @@ def check_command(paths, config_path, update, lock, fmt, engine, no_cache, cache
                 click.echo(f"depthscope: {entry.key}: analyzed with the fitted engine ({reason})", err=True)
             try:
                 evaluate(result, lock_models.get(entry.key), lock_name, update)
-            except BudgetError as exc:  # a corrupt cache entry would be caught here; keep it a usage error
+            except BudgetError as exc:  # (summaries are validated first: kept as a usage error all the same)
                 result.findings.append(Finding(entry.key, "error", f"{entry.key}: {exc}", exit_code=EXIT_USAGE))
+    if use_cache and cache.signing_key_file and _inside(cache.signing_key_file, config.root):
+        click.echo(f"depthscope: warning: the cache key {config.display_path(cache.signing_key_file)} is inside the "
+                   "project: whoever can commit there can sign cache entries; keep it outside (docs/check.md)", err=True)
+    if cache.unavailable and use_cache:
+        click.echo(f"depthscope: warning: the analysis cache is off: no key to sign it ({cache.unavailable}); set "
+                   "DEPTHSCOPE_CACHE_KEY_FILE to a writable path", err=True)
 
     findings = [f for r in results for f in r.findings]
     errors = [f for f in findings if f.kind == "error"]
@@ -136,10 +137,8 @@ def check_command(paths, config_path, update, lock, fmt, engine, no_cache, cache
         if errors:
             lock_info["skipped"] = "errors"
         else:
-            models = dict(lock_models) if paths else {}
-            for r in results:
-                models[r.entry.key] = lock_entry(r.summary)
-            write_lock(lock_path, models)
+            # with paths, merged into the lock as it is on disk when written (another update may have run)
+            update_lock(lock_path, lock_name, {r.entry.key: lock_entry(r.summary) for r in results}, merge=bool(paths))
             lock_info["updated"] = True
 
     cached = sum(r.cached for r in results)
@@ -147,6 +146,7 @@ def check_command(paths, config_path, update, lock, fmt, engine, no_cache, cache
     n = len(results)
     counts = []
     for kind, word in (("breach", "over budget"), ("regression", "regressed against the lock"),
+                       ("unmodeled", "with ops that have no cost rule"), ("approximate", "approximate"),
                        ("error", "with errors")):
         k = len({f.path for f in findings if f.kind == kind})
         if k:
@@ -172,12 +172,62 @@ def check_command(paths, config_path, update, lock, fmt, engine, no_cache, cache
         err.exit_code = exit_code
         raise err
     if failing:
-        breaches = sum(f.kind == "breach" for f in failing)
-        regressions = len(failing) - breaches
-        what = [f"{breaches} budget breach{'es' if breaches != 1 else ''}"] if breaches else []
-        if regressions:
-            what.append(f"{regressions} regression{'s' if regressions != 1 else ''} against {lock_name}")
-        raise CheckFailed(" and ".join(what))
+        raise CheckFailed(_failure_text(failing, lock_name))
+
+
+def _inside(path: str, root: str) -> bool:
+    path, root = os.path.realpath(path), os.path.realpath(root)
+    return path == root or path.startswith(root + os.sep)
+
+
+def _failure_text(failing: list[Finding], lock_name: str) -> str:
+    """'1 budget breach and 2 models with ops that have no cost rule'."""
+    def count(kind: str) -> int:
+        return sum(f.kind == kind for f in failing)
+
+    def models(n: int) -> str:
+        return f"{n} model{'s' if n != 1 else ''}"
+
+    what = []
+    if count("breach"):
+        what.append(f"{count('breach')} budget breach{'es' if count('breach') != 1 else ''}")
+    if count("regression"):
+        what.append(f"{count('regression')} regression{'s' if count('regression') != 1 else ''} against {lock_name}")
+    if count("unmodeled"):
+        what.append(f"{models(count('unmodeled'))} with ops that have no cost rule")
+    if count("approximate"):
+        what.append(f"{models(count('approximate'))} with an approximate analysis")
+    return " and ".join(what)
+
+
+def _analyze(result: ModelResult, cache: Cache, use_cache: bool, root: str, timeout: float, debug: bool) -> None:
+    """The model's summary: from the cache when a valid entry matches, else from an analysis subprocess."""
+    entry = result.entry
+    key = cache.key(entry, result.engine, root)
+    summary = None
+    if use_cache:
+        summary, why, suspicious = cache.get(key, root)
+        result.miss = why
+        if suspicious:
+            click.echo(f"depthscope: warning: {entry.key}: {why}; re-analyzing", err=True)
+    result.cached = summary is not None
+    if summary is None:
+        summary, inputs = analyze_isolated(entry, result.engine, root, timeout, debug)
+        cache.put(key, summary, inputs)
+    result.summary = summary
+
+
+def _error_message(entry: CheckEntry, exc: DepthscopeError) -> str:
+    msg = str(exc).replace(entry.abspath, entry.key)
+    if msg.startswith(entry.key + ": "):
+        msg = msg[len(entry.key) + 2:]
+    if entry.engine == "symbolic" and "export" in msg:
+        msg = f"symbolic = true, but {msg}"
+    if not msg.startswith(entry.key + ":"):  # (keep "model.py:12: syntax error" as it is)
+        msg = f"{entry.key}: {msg}"
+    if isinstance(exc, AnalysisFailed) and exc.exit_code == EXIT_INTERNAL and "--debug" not in msg:
+        msg += " (rerun with --debug for the traceback)"
+    return msg
 
 
 __all__ = ["check_command"]

@@ -8,15 +8,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from depthscope.check.summary import op_display
 from depthscope.complexity import Class, Term
-from depthscope.config import METRICS, CheckEntry
+from depthscope.config import METRICS, CheckEntry, op_allowed
 from depthscope.errors import EXIT_USAGE
+
+FAILING = ("breach", "regression", "unmodeled", "approximate")  # finding kinds that fail the check (exit 1)
+UNMODELED_REASON = "no cost rule"  # how the Analysis words the reason that unmodeled ops make it approximate
 
 
 @dataclass
 class Finding:
     path: str
-    kind: str  # "breach", "regression", "error", "info"
+    kind: str  # "breach", "regression", "unmodeled", "approximate", "error", "info"
     message: str
     metric: str | None = None
     found: str | None = None
@@ -27,7 +31,7 @@ class Finding:
 
     @property
     def failing(self) -> bool:
-        return self.kind in ("breach", "regression")
+        return self.kind in FAILING
 
     def to_dict(self) -> dict:
         return {k: v for k, v in self.__dict__.items() if k != "exit_code" or self.kind == "error"}
@@ -39,6 +43,7 @@ class ModelResult:
     engine: str
     summary: dict | None = None
     cached: bool = False
+    miss: str | None = None  # why a cache entry was not used (None: there was none, or it was used)
     seconds: float = 0.0
     metrics: dict = field(default_factory=dict)
     findings: list[Finding] = field(default_factory=list)
@@ -77,12 +82,55 @@ def explain(metric: str, summary: dict, limit: Class, excess: list[Term], source
     return text.strip()
 
 
+def trust(result: ModelResult) -> None:
+    """Findings for what makes the numbers untrustworthy: ops without a cost rule (each counted as one step per
+    output element, so an O(n**2) op can pass a budget of n) and an approximate analysis. Both fail the check
+    unless pyproject.toml allows them (allow-unmodeled, allow-approximate), and both are shown either way."""
+    entry, summary = result.entry, result.summary
+    path = entry.key
+    unmodeled = [(op, count) for op, count in summary.get("unmodeled") or []]
+    blocked = [(op, n) for op, n in unmodeled if not op_allowed(op, entry.allow_unmodeled)]
+    allowed = [(op, n) for op, n in unmodeled if op_allowed(op, entry.allow_unmodeled)]
+    listing = lambda ops: ", ".join(f"{op_display(op)} (x{n})" for op, n in ops)  # noqa: E731
+    if blocked:
+        names = ", ".join(f'"{_allow_name(op)}"' for op, _ in blocked)
+        ops = "op has" if len(blocked) == 1 else "ops have"
+        result.findings.append(Finding(
+            path, "unmodeled", f"{path}: {len(blocked)} {ops} no cost rule, so the work and depth count each call "
+            f"as one step per output element: {listing(blocked)}; give {'it' if len(blocked) == 1 else 'them'} a "
+            f"cost rule, or allow {'it' if len(blocked) == 1 else 'them'} with allow-unmodeled = [{names}] in "
+            "[tool.depthscope] or this model's [[tool.depthscope.check]] entry", cause=listing(blocked)))
+    if allowed:
+        result.findings.append(Finding(path, "info", f"{path}: allowed without a cost rule (counted as one step per "
+                                       f"output element): {listing(allowed)}", cause=listing(allowed)))
+    reasons = [r for r in summary.get("reasons") or [] if not (unmodeled and UNMODELED_REASON in r)]
+    heldout_failed = summary.get("heldout_passed") is False
+    if heldout_failed and not any("held-out" in r or "heldout" in r for r in reasons):
+        reasons.append("the fitted formulas do not reproduce the held-out sizes")
+    approximate = heldout_failed or (summary.get("exactness") == "approximate" and (reasons or not unmodeled))
+    if approximate:
+        why = "; ".join(reasons) or "see depthscope analyze"
+        if entry.allow_approximate:
+            result.findings.append(Finding(path, "info", f"{path}: the analysis is approximate (allowed by "
+                                           f"allow-approximate): {why}", cause=why))
+        else:
+            result.findings.append(Finding(
+                path, "approximate", f"{path}: the analysis is approximate, so its classes cannot be trusted: {why}; "
+                "set allow-approximate = true in [tool.depthscope] or this model's entry to accept it", cause=why))
+
+
+def _allow_name(op: str) -> str:
+    """gatetest.pairwise.default -> gatetest::pairwise; aten.gelu.default -> aten.gelu (what allow-unmodeled takes)."""
+    parts = op.split(".")
+    if len(parts) >= 2 and parts[0] != "aten":
+        return f"{parts[0]}::{parts[1]}"
+    return ".".join(parts[:2])
+
+
 def evaluate(result: ModelResult, locked: dict | None, lock_name: str, update: bool) -> None:
     entry, summary = result.entry, result.summary
     path = entry.key
-    if summary.get("exactness") == "approximate":
-        result.findings.append(Finding(path, "info", f"{path}: the analysis is approximate: "
-                                       + "; ".join(summary.get("reasons") or ["see depthscope analyze"])))
+    trust(result)
     for metric in METRICS:
         found = Class.from_json(summary[metric]["terms"])
         status = {"class": found.text(), "formula": summary[metric]["formula"]}
@@ -131,4 +179,4 @@ def evaluate(result: ModelResult, locked: dict | None, lock_name: str, update: b
             f"[[tool.depthscope.check]], or record a baseline with depthscope check --update", exit_code=EXIT_USAGE))
 
 
-__all__ = ["Finding", "ModelResult", "evaluate", "explain"]
+__all__ = ["FAILING", "Finding", "ModelResult", "evaluate", "explain", "trust"]

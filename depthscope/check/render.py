@@ -9,6 +9,11 @@ from depthscope.check.compare import Finding, ModelResult
 from depthscope.config import METRICS
 
 
+TITLES = {"breach": "complexity budget exceeded", "regression": "complexity regression",
+          "unmodeled": "op without a cost rule", "approximate": "approximate analysis",
+          "error": "depthscope check error", "info": "depthscope check"}
+
+
 def gh_data(text: str) -> str:
     """Escape the message of a workflow command (::error ...::message)."""
     return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
@@ -28,10 +33,12 @@ def render_text(results: list[ModelResult], findings: list[Finding], summary: st
                 limit = s.get("budget") or s.get("locked")
                 kind = "budget" if "budget" in s else "lock"
                 parts.append(f"{metric} O({s['class']})" + (f" ({kind} O({limit}))" if limit else ""))
-            src = "cache" if r.cached else f"{r.seconds:.1f} s"
+            src = "cache" if r.cached else f"{r.seconds:.1f} s" + (f", re-analyzed: {r.miss}" if r.miss else "")
             exactness = r.summary.get("exactness") or "exact"
+            unmodeled = r.summary.get("unmodeled") or []
+            extra = (", unmodeled " + ", ".join(f"{op} x{n}" for op, n in unmodeled)) if unmodeled else ""
             lines.append(f"{r.entry.key}: {r.summary.get('engine', r.engine)} engine, {', '.join(parts)} [{src}], "
-                         f"{exactness}")
+                         f"{exactness}{extra}")
     for f in findings:
         lines.append(("note: " if f.kind == "info" else "") + f.message)
     lines.append(summary)
@@ -53,8 +60,7 @@ def render_github(findings: list[Finding], summary: str, files: dict[str, str] |
     files = files or {}
     for f in findings:
         level = {"info": "notice"}.get(f.kind, "error")
-        title = {"breach": "complexity budget exceeded", "regression": "complexity regression",
-                 "error": "depthscope check error", "info": "depthscope check"}[f.kind]
+        title = TITLES.get(f.kind, "depthscope check")
         file = _workspace_path(f.path, files.get(f.path))
         lines.append(f"::{level} file={gh_property(file)},title={gh_property(title)}::{gh_data(f.message)}")
     lines.append(summary)
@@ -69,6 +75,7 @@ def render_json(results: list[ModelResult], findings: list[Finding], exit_code: 
             "path": r.entry.key, "engine": s.get("engine", r.engine), "cached": r.cached,
             "seconds": round(r.seconds, 3), "fallback": s.get("fallback"), "unmodeled": s.get("unmodeled", []),
             "exactness": s.get("exactness"), "reasons": s.get("reasons", []),
+            "heldout_passed": s.get("heldout_passed"), "cache_miss": r.miss,
             **{m: r.metrics.get(m) for m in METRICS},
         })
     out = {"ok": exit_code == 0, "exit_code": exit_code, "models": models,
@@ -76,4 +83,4 @@ def render_json(results: list[ModelResult], findings: list[Finding], exit_code: 
     return json.dumps(out, indent=2) + "\n"
 
 
-__all__ = ["gh_data", "gh_property", "render_github", "render_json", "render_text"]
+__all__ = ["TITLES", "gh_data", "gh_property", "render_github", "render_json", "render_text"]

@@ -1,4 +1,4 @@
-"""What `depthscope check` needs from an analysis Report, as JSON: the analysis cache stores exactly this.
+"""What `depthscope check` needs from an Analysis, as JSON: the analysis subprocess returns it, the cache stores it.
 
 A summary holds each metric's big-O class (as terms) and exact formula, the critical path's pieces grouped by
 module and op, and the heaviest ops, each with its value at a reference size so a breach can name its cause.
@@ -6,12 +6,9 @@ module and op, and the heaviest ops, each with its value at a reference size so 
 
 from __future__ import annotations
 
-import contextlib
-import sys
+from depthscope.config import METRICS
 
-from depthscope.config import METRICS, CheckEntry
-
-CACHE_FORMAT = 2  # the shape of a summary and of the cache entry that stores it: bump when either changes
+CACHE_FORMAT = 3  # the shape of a summary and of the cache entry that stores it: bump when either changes
 MAX_GROUPS = 24
 
 
@@ -30,9 +27,10 @@ def summarize(report, fallback: str | None = None) -> dict:
 
     def value(expr) -> float:
         try:
-            return report.value(as_expr(expr), sizes)
-        except (TypeError, ValueError, AttributeError):
+            v = report.value(as_expr(expr), sizes)
+        except (TypeError, ValueError, AttributeError, OverflowError):
             return 0.0
+        return v if v == v else 0.0  # (NaN is no ranking)
 
     groups: dict[tuple[str, str], object] = {}
     for step in report.critical_path(sizes).steps:
@@ -56,6 +54,7 @@ def summarize(report, fallback: str | None = None) -> dict:
            "symbols": sorted(report.symbols), "fallback": fallback or report.provenance.fallback,
            "exactness": report.exactness, "reasons": list(report.provenance.reasons),
            "unmodeled": [[op, count] for op, count in report.unmodeled],
+           "heldout_passed": report.fit.heldout_passed if report.fit is not None else None,
            "depth_groups": depth_groups[:MAX_GROUPS], "work_ops": work_ops}
     for metric in METRICS:
         expr = getattr(report, metric)
@@ -64,14 +63,4 @@ def summarize(report, fallback: str | None = None) -> dict:
     return out
 
 
-def analyze_entry(entry: CheckEntry, engine: str) -> dict:
-    """Analyze one model (stdout goes to stderr so --format json stays clean) and summarize it."""
-    from depthscope.pipeline import analyze_file
-
-    reasons: list[str] = []
-    with contextlib.redirect_stdout(sys.stderr):
-        report = analyze_file(entry.abspath, train=entry.train, engine=engine, on_fallback=reasons.append)
-    return summarize(report, reasons[0] if reasons else None)
-
-
-__all__ = ["CACHE_FORMAT", "MAX_GROUPS", "analyze_entry", "op_display", "summarize"]
+__all__ = ["CACHE_FORMAT", "MAX_GROUPS", "op_display", "summarize"]
