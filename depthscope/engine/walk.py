@@ -71,9 +71,12 @@ class GraphCoster:
                 # shape arithmetic on SymInts (operator.mul, sym_size, ...), assertions: no tensor work
                 return FREE, "free"
             return unmodeled(self.call(node)), "unmodeled"
-        user = target in self.overrides or rule in USER_RULES
+        from depthscope.cost.registry import canonical_call
+
+        # a per-call override (also one keyed by the functional overload of an in-place op) or @depthscope.rule
+        user = rule in USER_RULES or rule is not lookup(target)
         try:
-            cost = as_cost(rule(self.call(node)))
+            cost = as_cost(rule(canonical_call(self.call(node))))
         except DepthscopeError:
             raise
         except Exception as exc:  # noqa: BLE001
