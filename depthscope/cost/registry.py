@@ -10,6 +10,7 @@ from typing import Any, Callable
 import sympy
 import torch
 
+from depthscope.cost.validate import InvalidCost, check_cost
 from depthscope.cost.value import FREE, Cost
 from depthscope.cost.variants import functional_of, out_argument_names, variant_kind
 from depthscope.symbols import ONE, numel
@@ -179,13 +180,27 @@ def rule(*ops, work: str | None = None, depth: str | None = None) -> Callable[[R
     return decorator
 
 
-def as_cost(value) -> Cost:
-    """A rule's result as a Cost: a Cost, or a (work, depth) or (work, depth, flops) tuple."""
+def as_cost(value, symbols: dict | None = None, call: OpCall | None = None) -> Cost:
+    """A rule's result as a valid Cost: a Cost, or a (work, depth) or (work, depth, flops) tuple, whose parts are
+    exact, finite and non-negative expressions over size symbols (cost/validate.py); `symbols` maps the sizes
+    the graph has to their (min, max) ranges, `call` is what the rule was given. Anything else raises
+    InvalidCost saying why."""
     if isinstance(value, Cost):
-        return value
-    if isinstance(value, tuple) and len(value) in (2, 3):
-        return Cost(*value)
-    raise TypeError(f"a cost rule must return a Cost or a (work, depth) tuple, got {type(value).__name__}")
+        cost = value
+    elif isinstance(value, tuple) and len(value) in (2, 3):
+        try:
+            cost = Cost(*value)
+        except TypeError as exc:
+            raise InvalidCost(str(exc)) from None
+    else:
+        raise InvalidCost(f"a cost rule must return a Cost or a (work, depth) tuple, got {type(value).__name__}")
+    check_cost(cost, symbols, (lambda: call_sizes(call)) if call is not None else ())
+    return cost
+
+
+def call_sizes(call: OpCall) -> list:
+    """Every size of every tensor a call takes or returns."""
+    return [s for t in call.tensors() + list(call.outputs) for s in t.shape]
 
 
 def describe(rule: Rule) -> tuple[str, str]:
