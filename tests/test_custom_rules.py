@@ -9,6 +9,7 @@ from torch.export import Dim
 
 import depthscope
 import depthscope.cli as cli
+from depthscope.errors import RuleError
 from depthscope.cost.registry import RULES, USER_RULES, aten_overloads, resolve_op
 from depthscope.symbols import clog2, size_symbol
 
@@ -124,3 +125,136 @@ def test_rules_command_lists_every_modeled_op(capsys):
     assert core <= set(by_op)
     assert cli.main(["rules"]) == 0
     assert "aten.mm.default" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------------------------------------
+# A rule's result is validated: exact (integer or rational constants, size symbols, +, *, integer powers, Max,
+# Min, floor, ceiling, Mod, ceil(log2 x)), finite and non-negative. Anything else is a clear error naming the rule
+# and the node: exit 2 for the user's rules, 101 for depthscope's own.
+
+k_stray = size_symbol("k_not_in_graph")
+
+INVALID_RESULTS = [
+    ("log-ratio-constant", lambda x: (x.numel, sympy.log(8) / sympy.log(2)), "depth", "not rational"),
+    ("sqrt-two", lambda x: (x.numel, sympy.sqrt(2)), "depth", "not rational"),
+    ("sqrt-of-size", lambda x: (x.numel, sympy.sqrt(x.shape[-1])), "depth", "non-integer exponent"),
+    ("bare-log-of-size", lambda x: (x.numel, sympy.log(x.shape[-1])), "depth", "not rational"),
+    ("log2-without-ceiling", lambda x: (x.numel, sympy.log(x.shape[-1], 2)), "depth", "not rational"),
+    ("negative-constant", lambda x: (x.numel, -1), "depth", "negative"),
+    ("negative-work-at-small-sizes", lambda x: (x.shape[-1] - 100, 1), "work", "negative"),
+    ("negative-flops", lambda x: (x.numel, 1, -x.numel), "flops", "negative"),
+    ("nan", lambda x: (x.numel, sympy.nan), "depth", "not finite"),
+    ("float-nan", lambda x: (x.numel, float("nan")), "depth", "not finite"),
+    ("infinity", lambda x: (sympy.oo, 1), "work", "not finite"),
+    ("complex-infinity", lambda x: (x.numel, sympy.zoo), "depth", "not finite"),
+    ("division-by-zero-at-some-size", lambda x: (x.numel, 1 / (x.shape[-1] - 2) ** 2), "depth", "not finite"),
+    ("python-float", lambda x: (x.numel, 2.5), "depth", "float"),
+    ("sympy-float-in-expression", lambda x: (x.numel * sympy.Float(0.5), 1), "work", "float"),
+    ("pi", lambda x: (x.numel, sympy.pi), "depth", "not rational"),
+    ("imaginary", lambda x: (x.numel, sympy.I), "depth", "not rational"),
+    ("symbol-without-assumptions", lambda x: (x.numel, sympy.Symbol("n")), "depth", "not a size"),
+    ("size-symbol-not-in-graph", lambda x: (x.numel, clog2(k_stray)), "depth", "not a size of this graph"),
+    ("sympy-boolean", lambda x: (x.numel, sympy.true), "depth", "not a sympy expression"),
+    ("unknown-function", lambda x: (x.numel, sympy.gamma(x.shape[-1])), "depth", "gamma"),
+    ("non-sympy-object", lambda x: (x.numel, object()), "", "expected a number or a sympy expression"),
+    ("string", lambda x: (x.numel, "ceil(log2 n)"), "", "expected a number or a sympy expression"),
+    ("wrong-tuple-length", lambda x: (x.numel,), "", "must return a Cost"),
+    ("none", lambda x: None, "", "must return a Cost"),
+]
+
+
+@pytest.mark.parametrize("make, part, fragment", [pytest.param(*c[1:], id=c[0]) for c in INVALID_RESULTS])
+def test_invalid_custom_rule_result_names_rule_and_node(make, part, fragment):
+    def my_segment_rule(call):
+        return make(call.args[0])
+
+    with pytest.raises(depthscope.InputError) as info:
+        _analyze(rules={segment_sum: my_segment_rule})
+    message = str(info.value)
+    assert "custom rule my_segment_rule for depthscope_rules_test.segment_sum.default (node segment_sum)" in message
+    assert fragment in message
+    if part:
+        assert f"{part} = " in message
+    assert info.value.exit_code == 2
+
+
+VALID_RESULTS = [
+    ("ceil-log2-of-product", lambda x: (x.numel, clog2(3 * x.shape[-1])), None),
+    ("rational", lambda x: (x.numel / 2, sympy.Rational(3, 2)), None),
+    ("max-min-floor-mod", lambda x: (sympy.Max(x.numel, 5), sympy.Min(x.shape[-1], 3) + sympy.floor(x.shape[-1] / 3)
+                                     + sympy.Mod(x.shape[-1], 2)), None),
+    ("difference-non-negative-in-range", lambda x: (x.shape[-1] - 1, 1), None),
+    ("floor-log2", lambda x: (x.numel, sympy.floor(sympy.log(x.shape[-1]) / sympy.log(2))), None),
+    ("integral-float-zero-cost", lambda x: depthscope.Cost(), None),
+]
+
+
+@pytest.mark.parametrize("make, _", [pytest.param(*c[1:], id=c[0]) for c in VALID_RESULTS])
+def test_valid_results_pass(make, _):
+    report = _analyze(rules={segment_sum: lambda call: make(call.args[0])})
+    assert report.evaluate(n=37)["depth"] >= 1
+
+
+def _builtin_broken(result):
+    """A rule for aten.mul returning `result`, as a depthscope bug would."""
+
+    def mul_rule(call):
+        return result
+
+    return torch.ops.aten.mul.Tensor, None, mul_rule
+
+
+@pytest.mark.parametrize("result", [(1, sympy.sqrt(2)), (1, -3), (1, 0.5), "garbage"],
+                         ids=["sqrt", "neg", "float", "str"])
+def test_invalid_builtin_rule_result_is_an_internal_error(monkeypatch, result):
+    op, _, bad = _builtin_broken(result)
+    monkeypatch.setitem(RULES, op, bad)
+    with pytest.raises(RuleError) as info:
+        _analyze(rules={segment_sum: lambda call: (1, 1)})
+    assert "built-in rule mul_rule for aten.mul.Tensor (node mul)" in str(info.value)
+    assert info.value.exit_code == 101
+
+
+BAD_RULE_FILE = '''
+import sympy
+import torch
+from torch.export import Dim
+import depthscope
+
+@torch.library.custom_op("depthscope_cli_rules::twice", mutates_args=())
+def twice(x: torch.Tensor) -> torch.Tensor:
+    return x * 2
+
+@twice.register_fake
+def _(x):
+    return torch.empty_like(x)
+
+@depthscope.rule(twice)
+def twice_cost(call):
+    return call.args[0].numel, {depth}
+
+class M(torch.nn.Module):
+    def forward(self, x):
+        return twice(x) + 1
+
+model = M
+example_inputs = (torch.randn(2, 16),)
+dynamic_shapes = {{"x": {{1: Dim("n")}}}}
+'''
+
+
+@pytest.mark.parametrize("depth", ["sympy.log(8) / sympy.log(2)", "sympy.sqrt(2)", "-1", "float('nan')", "1.5",
+                                   "object()"])
+def test_cli_invalid_user_rule_is_exit_2_naming_rule_and_node(tmp_path, capsys, depth):
+    path = tmp_path / "bad_rule_model.py"
+    path.write_text(BAD_RULE_FILE.format(depth=depth))
+    try:
+        code = cli.main(["analyze", str(path)])
+    finally:
+        for op in resolve_op(torch.ops.depthscope_cli_rules.twice):
+            fn = RULES.pop(op, None)
+            USER_RULES.discard(fn)
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "twice_cost" in err and "node twice" in err
+    assert "Traceback" not in err

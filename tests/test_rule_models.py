@@ -261,3 +261,58 @@ def test_gru_and_rnn_cells_and_sequences():
     # bidirectional: each layer waits for the whole reverse pass: layer 1 (I = 10, H = 16: every cell 5 + 2 + 1),
     # 6 steps; layer 2's first cell waits for its input over I = 32 (6 + 2 + 1), then 5 steps of 8
     assert rnn.evaluate()["depth"] == 1 + 6 * 8 + 9 + 5 * 8
+
+
+# ---------------------------------------------------------------------------------------------
+# In-place ops (export keeps them: torchvision's mobilenet_v3 uses hardswish_) cost what their functional
+# twins cost: the same model written with out-of-place ops must give the same work and depth.
+
+
+class InPlace(nn.Module):
+    def __init__(self, inplace: bool):
+        super().__init__()
+        self.inplace = inplace
+        self.w = nn.Parameter(torch.randn(8, 8))
+        self.bias = nn.Parameter(torch.randn(8))
+
+    def forward(self, x, idx):
+        b_, n_ = x.shape[0], x.shape[1]
+        y = x @ self.w                                          # [b, n, 8]
+        if self.inplace:
+            F.hardswish(y, inplace=True)
+            y.mul_(2).add_(1)
+            y.masked_fill_(y > 3, 0.0)
+            torch.ops.aten.gelu_(y)
+            flat = y.reshape(b_ * n_, 8)
+            base = self.bias.expand(b_ * n_, 8).clone()
+            base.addmm_(flat, self.w)
+            base.index_add_(0, idx, flat)
+            base.relu_()
+            base.cumsum_(1)
+            base.tril_()
+            return base
+        y = F.hardswish(y)
+        y = y * 2 + 1
+        y = y.masked_fill(y > 3, 0.0)
+        y = F.gelu(y)
+        flat = y.reshape(b_ * n_, 8)
+        base = self.bias.expand(b_ * n_, 8).clone()
+        base = torch.addmm(base, flat, self.w)
+        base = base.index_add(0, idx, flat)
+        base = torch.relu(base)
+        base = base.cumsum(1)
+        return torch.tril(base)
+
+
+def test_in_place_ops_cost_what_their_functional_twins_cost():
+    b_, n_ = 2, 5
+    inputs = (torch.randn(b_, n_, 8), torch.randint(0, b_ * n_, (b_ * n_,)))
+    shapes = {"x": {0: Dim("b", min=2), 1: Dim("n", min=2)}, "idx": {0: Dim("bn", min=4)}}
+    inplace = depthscope.analyze(InPlace(True), inputs, dynamic_shapes=shapes)
+    ops = {row[0] for row in inplace.op_totals}
+    assert {"aten.hardswish_.default", "aten.addmm_.default", "aten.index_add_.default",
+            "aten.masked_fill_.Scalar", "aten.gelu_.default", "aten.cumsum_.default", "aten.tril_.default"} <= ops, ops
+    assert inplace.unmodeled == ()
+    functional = depthscope.analyze(InPlace(False), inputs, dynamic_shapes=shapes)
+    assert sympy.expand(inplace.work - functional.work) == 0
+    assert sympy.simplify(inplace.depth - functional.depth) == 0

@@ -1196,3 +1196,112 @@ def test_cosine_similarity_and_pairwise_distance():
     # subtract, add eps, power (3N, 3), sum tree over d, root per row
     check(rule_cost(aten.pairwise_distance.default, (T(b, d), T(b, d)), T(b)),
           4 * b * d + b, 3 + lg(d) + 1, 0)
+
+
+# ---------------------------------------------------------------------------------------------
+# In-place (`op_`) and `out=` overloads compute what their functional overload computes: they take its rule.
+# The enumeration here is by torch's naming convention (aten.X_.O and aten.X.O_out / aten.X.out), independent
+# of the schema matching the registry uses; both directions are checked.
+
+from depthscope.cost.registry import aten_overloads, canonical_call, register  # noqa: E402
+from depthscope.cost.variants import functional_of  # noqa: E402
+
+
+def _functional_modeled():
+    """Every non-mutating ATen overload with a rule (registered, or by torch's pointwise tag)."""
+    return [op for op in aten_overloads() if not op._schema.is_mutable and lookup(op) is not None]
+
+
+def _conventional_variants(op):
+    """aten.X_.O (in-place) and aten.X.O_out / aten.X.out (for X.default) that exist in torch and mutate."""
+    name = op._schema.name.split("::")[1]
+    overload = op._overloadname
+    found = []
+    inplace_name = "__i" + name[2:] if name.startswith("__") and name.endswith("__") else name + "_"
+    packet = getattr(aten, inplace_name, None)
+    if packet is not None and overload in packet.overloads():
+        found.append(getattr(packet, overload))
+    packet = getattr(aten, name)
+    for out_name in ([f"{overload}_out"] + (["out"] if overload == "default" else [])):
+        if out_name in packet.overloads():
+            found.append(getattr(packet, out_name))
+    return [v for v in found if v._schema.is_mutable]
+
+
+def test_every_in_place_and_out_variant_of_a_modeled_op_takes_its_rule():
+    checked, wrong = 0, []
+    for op in _functional_modeled():
+        for variant in _conventional_variants(op):
+            if functional_of(variant) is None:
+                # the convention names an overload with other arguments (e.g. a different first type)
+                continue
+            checked += 1
+            if lookup(variant) is not lookup(op) and lookup(variant) is not lookup(functional_of(variant)):
+                wrong.append(str(variant))
+    assert checked > 600
+    assert wrong == []
+
+
+def test_no_in_place_or_out_overload_of_a_modeled_op_is_unmodeled():
+    """Tagged by torch (Tag.inplace / Tag.out), whose packet has a modeled functional overload: must resolve."""
+    modeled = {op._schema.name for op in _functional_modeled()}
+    missing = []
+    for op in aten_overloads():
+        if torch.Tag.inplace not in op.tags and torch.Tag.out not in op.tags:
+            continue
+        name = op._schema.name
+        base = name[:-1] if torch.Tag.inplace in op.tags and name.endswith("_") else name
+        if name.startswith("aten::__i"):
+            base = "aten::__" + name[len("aten::__i"):]
+        if base in modeled and lookup(op) is None:
+            missing.append(str(op))
+    assert missing == []
+
+
+@pytest.mark.parametrize("variant", [
+    aten.hardswish_.default, aten.gelu_.default, aten.masked_fill_.Scalar, aten.index_add_.default,
+    aten.addmm_.default, aten.baddbmm_.default, aten.relu_.default, aten.__iand__.Tensor, aten.fill_.Scalar,
+    aten.copy_.default, aten.uniform_.default, aten.zero_.default, aten.detach_.default, aten.resize_.default,
+    aten.index_put_.default, aten.t_.default, aten.dropout_.default, aten.bernoulli_.float,
+])
+def test_named_in_place_overloads_are_modeled(variant):
+    assert lookup(variant) is not None and lookup(variant) is lookup(functional_of(variant))
+
+
+def test_out_tensors_are_results_not_inputs():
+    """scatter.src_out / sort.values / sum.IntList_out: the out= tensors are dropped before the rule sees the call,
+    so the cost equals the functional overload's."""
+    x, idx, src = T(b, n), T(b, n), T(b, n)
+    functional = rule_cost(aten.scatter.src, (x, 1, idx, src), T(b, n))
+    # an out= tensor of another size (torch resizes it): never read as the source
+    call = OpCall(aten.scatter.src_out, (x, 1, idx, src), {"out": T(b, 3 * n)}, (T(b, n),))
+    canon = canonical_call(call)
+    assert canon.op is aten.scatter.src and "out" not in canon.kwargs
+    assert lookup(call.op)(canon) == functional
+    sort_values = OpCall(aten.sort.values, (T(b, n), -1, False), {"values": T(b, n), "indices": T(b, n)},
+                         (T(b, n), T(b, n)))
+    assert lookup(sort_values.op)(canonical_call(sort_values)) == rule_cost(aten.sort.default, (T(b, n),),
+                                                                            (T(b, n), T(b, n)))
+    summed = OpCall(aten.sum.IntList_out, (T(b, n), [1]), {"out": T(b)}, (T(b),))
+    assert lookup(summed.op)(canonical_call(summed)) == rule_cost(aten.sum.dim_IntList, (T(b, n), [1]), T(b))
+
+
+def test_factory_out_overloads_drop_the_tensor_options():
+    assert functional_of(aten.zeros.out) is aten.zeros.default
+    assert functional_of(aten._to_copy.out) is aten._to_copy.default
+    assert functional_of(aten.arange.start_out) is aten.arange.start_step
+    assert functional_of(aten.arange.out) is aten.arange.default
+
+
+def test_registering_a_variant_is_an_error_and_packets_register_only_functional_overloads():
+    with pytest.raises(ValueError, match="in-place variant of aten.gelu.default"):
+        register(aten.gelu_.default)(elementwise)
+    with pytest.raises(ValueError, match="out variant of aten.mm.default"):
+        register(aten.mm.out)(elementwise)
+    assert aten.mm.out not in RULES and aten.mm.default in RULES
+    assert aten.gelu_.default not in RULES
+
+
+def test_no_registered_overload_is_a_variant():
+    """Variants resolve by schema, never by their own registration (one rule per computation)."""
+    assert [str(op) for op in RULES if functional_of(op) is not None] == []

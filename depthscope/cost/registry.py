@@ -10,7 +10,9 @@ from typing import Any, Callable
 import sympy
 import torch
 
+from depthscope.cost.validate import InvalidCost, check_cost
 from depthscope.cost.value import FREE, Cost
+from depthscope.cost.variants import functional_of, out_argument_names, variant_kind
 from depthscope.symbols import ONE, numel
 
 
@@ -127,14 +129,27 @@ def _resolve_name(name: str) -> list:
     return [overload]
 
 
+def _registrable(op) -> list:
+    """The overloads a rule is registered for: in-place and `out=` overloads are left out (they take their
+    functional overload's rule, see cost/variants.py); naming only such overloads is an error."""
+    resolved = resolve_op(op)
+    kept = [o for o in resolved if functional_of(o) is None]
+    if resolved and not kept:
+        variant = resolved[0]
+        raise ValueError(f"{variant} is the {variant_kind(variant)} variant of {functional_of(variant)} and takes "
+                         f"its rule: register the rule for {functional_of(variant)}")
+    return kept
+
+
 def register(*ops, work: str | None = None, depth: str | None = None) -> Callable[[Rule], Rule]:
     """Register a rule for ops (overloads, packets, custom ops or names); registering an op twice is an error.
 
-    `work` and `depth` describe the rule's formulas in words for `depthscope rules`.
+    `work` and `depth` describe the rule's formulas in words for `depthscope rules`. A packet's in-place and
+    `out=` overloads are not registered: they resolve to the functional overload's rule (`lookup`).
     """
 
     def decorator(fn: Rule) -> Rule:
-        overloads = [o for op in ops for o in resolve_op(op)]
+        overloads = [o for op in ops for o in _registrable(op)]
         for overload in overloads:
             if overload in RULES and RULES[overload] is not fn:
                 raise ValueError(f"duplicate cost rule for {overload}: {RULES[overload].__name__} and {fn.__name__}")
@@ -165,13 +180,27 @@ def rule(*ops, work: str | None = None, depth: str | None = None) -> Callable[[R
     return decorator
 
 
-def as_cost(value) -> Cost:
-    """A rule's result as a Cost: a Cost, or a (work, depth) or (work, depth, flops) tuple."""
+def as_cost(value, symbols: dict | None = None, call: OpCall | None = None) -> Cost:
+    """A rule's result as a valid Cost: a Cost, or a (work, depth) or (work, depth, flops) tuple, whose parts are
+    exact, finite and non-negative expressions over size symbols (cost/validate.py); `symbols` maps the sizes
+    the graph has to their (min, max) ranges, `call` is what the rule was given. Anything else raises
+    InvalidCost saying why."""
     if isinstance(value, Cost):
-        return value
-    if isinstance(value, tuple) and len(value) in (2, 3):
-        return Cost(*value)
-    raise TypeError(f"a cost rule must return a Cost or a (work, depth) tuple, got {type(value).__name__}")
+        cost = value
+    elif isinstance(value, tuple) and len(value) in (2, 3):
+        try:
+            cost = Cost(*value)
+        except TypeError as exc:
+            raise InvalidCost(str(exc)) from None
+    else:
+        raise InvalidCost(f"a cost rule must return a Cost or a (work, depth) tuple, got {type(value).__name__}")
+    check_cost(cost, symbols, (lambda: call_sizes(call)) if call is not None else ())
+    return cost
+
+
+def call_sizes(call: OpCall) -> list:
+    """Every size of every tensor a call takes or returns."""
+    return [s for t in call.tensors() + list(call.outputs) for s in t.shape]
 
 
 def describe(rule: Rule) -> tuple[str, str]:
@@ -187,7 +216,7 @@ def register_free(*ops) -> None:
     """Register views and metadata ops: they move no data and cost nothing."""
     register(*ops, work="0", depth="0")(free)
     for op in ops:
-        FREE_OPS.update(resolve_op(op))
+        FREE_OPS.update(_registrable(op))
 
 
 def free(call: OpCall) -> Cost:
@@ -214,8 +243,9 @@ def set_pointwise_rule(rule: Rule) -> Rule:
 
 
 def lookup(op, overrides: dict | None = None) -> Rule | None:
-    """The rule for an op: a per-call override, its registered rule, else the pointwise rule for ops torch
-    tags pointwise."""
+    """The rule for an op: a per-call override, its registered rule, for an in-place or `out=` overload its
+    functional overload's rule, else the pointwise rule for ops torch tags pointwise. Call the rule with
+    `canonical_call(call)`."""
     if overrides:
         rule = overrides.get(op)
         if rule is not None:
@@ -223,9 +253,23 @@ def lookup(op, overrides: dict | None = None) -> Rule | None:
     rule = RULES.get(op)
     if rule is not None:
         return rule
+    functional = functional_of(op)
+    if functional is not None:
+        return lookup(functional, overrides)
     if _POINTWISE and _is_pointwise(op):
         return _POINTWISE[0]
     return None
+
+
+def canonical_call(call: OpCall) -> OpCall:
+    """The call as its rule sees it: an in-place or `out=` overload becomes its functional overload (the same
+    arguments, without the `out=` tensors, which are results and not inputs)."""
+    functional = functional_of(call.op)
+    if functional is None:
+        return call
+    drop = out_argument_names(call.op)
+    kwargs = {k: v for k, v in call.kwargs.items() if k not in drop}
+    return OpCall(functional, call.args, kwargs, call.outputs)
 
 
 def op_name(target) -> str:
@@ -258,9 +302,12 @@ def aten_overloads(tag=None) -> list:
 
 
 def modeled_ops() -> list[tuple[Any, Rule]]:
-    """Every op with a rule: the registered ones and the ATen ops torch tags pointwise, by name."""
+    """Every op with a rule: the registered ones, the ATen ops torch tags pointwise, and the in-place and
+    `out=` overloads of both, by name."""
     table = dict(RULES)
-    for op in aten_overloads(torch.Tag.pointwise):
-        if op not in table:
-            table[op] = lookup(op)
+    for op in aten_overloads():
+        if op not in table and (functional_of(op) is not None or _is_pointwise(op)):
+            rule = lookup(op)
+            if rule is not None:
+                table[op] = rule
     return sorted(table.items(), key=lambda item: op_name(item[0]))

@@ -63,6 +63,8 @@ class GraphCoster:
         return OpCall(node.target, tuple(self.arg(a) for a in node.args), {k: self.arg(v) for k, v in node.kwargs.items()}, outputs)
 
     def cost(self, node) -> tuple[Cost, str]:
+        from depthscope.cost.registry import InvalidCost, canonical_call
+
         target = node.target
         rule = lookup(target, self.overrides)
         val = node.meta.get("val")
@@ -71,16 +73,24 @@ class GraphCoster:
                 # shape arithmetic on SymInts (operator.mul, sym_size, ...), assertions: no tensor work
                 return FREE, "free"
             return unmodeled(self.call(node)), "unmodeled"
-        user = target in self.overrides or rule in USER_RULES
+        # a per-call override (also one keyed by the functional overload of an in-place op) or @depthscope.rule
+        user = rule in USER_RULES or rule is not lookup(target)
+        who = "custom rule" if user else "built-in rule"
+        error = InputError if user else RuleError
+        where = f"{who} {getattr(rule, '__name__', rule)} for {op_name(target)} (node {node.name})"
+        call = canonical_call(self.call(node))
+        # after the call: converting its shapes names data-dependent sizes (u0) as symbols of the graph
+        sizes = {info.symbol: (info.min, info.max) for info in self.cap.symbols.values()}
         try:
-            cost = as_cost(rule(self.call(node)))
+            result = rule(call)
         except DepthscopeError:
             raise
         except Exception as exc:  # noqa: BLE001
-            who = "custom rule" if user else "built-in rule"
-            error = InputError if user else RuleError
-            raise error(f"{who} {getattr(rule, '__name__', rule)} for {op_name(target)} (node {node.name}) "
-                        f"raised {type(exc).__name__}: {exc}") from exc
+            raise error(f"{where} raised {type(exc).__name__}: {exc}") from exc
+        try:
+            cost = as_cost(result, sizes, call)
+        except InvalidCost as exc:
+            raise error(f"{where} returned an invalid cost: {exc}") from None
         return cost, ("free" if target in FREE_OPS or cost.is_zero else "modeled")
 
 

@@ -25,14 +25,16 @@ register(
     aten.threshold, aten.prelu, aten._prelu_kernel, aten.log_sigmoid_forward, aten.tanh, aten.sigmoid,
     aten.masked_fill, aten.where,
     aten.clamp, aten.clamp_min, aten.clamp_max, aten.logit,
+    # overloads torch leaves untagged while their siblings are tagged pointwise
+    aten.rsub.Tensor, aten.true_divide.Scalar,
 )(elementwise)
 
 # Python's bitwise dunders on tensors (HF's causal-mask builders emit `mask_a & mask_b`); torch tags bitwise_and
-# pointwise but not these aliases. Only the tensor overloads: the bool/int ones are scalar arithmetic.
+# pointwise but not these aliases. Only the tensor overloads: the bool/int ones are scalar arithmetic. The
+# in-place `__iand__`, `__ior__`, `__irshift__` take these rules (cost/variants.py).
 register(
     aten.__and__.Tensor, aten.__and__.Scalar, aten.__or__.Tensor, aten.__or__.Scalar,
-    aten.__iand__.Tensor, aten.__iand__.Scalar, aten.__ior__.Tensor, aten.__ior__.Scalar,
-    aten.__irshift__.Tensor, aten.__irshift__.Scalar,
+    aten.__rshift__.Tensor, aten.__rshift__.Scalar,
 )(elementwise)
 
 
@@ -64,18 +66,18 @@ register(
     aten.fft_fftshift, aten.fft_ifftshift, aten.im2col, aten.diag, aten.diag_embed, aten.diagflat,
     aten.block_diag, aten.tril_indices, aten.triu_indices, aten.kron,
     aten.hann_window, aten.hamming_window, aten.blackman_window, aten.bartlett_window, aten.kaiser_window,
-    aten.clone, aten.contiguous, aten._to_copy, aten.to, aten.type_as, aten.copy, aten.copy_, aten.lift_fresh_copy,
+    aten.clone, aten.contiguous, aten._to_copy, aten.to, aten.type_as, aten.copy, aten.lift_fresh_copy,
     aten.cat, aten.stack, aten.hstack, aten.vstack, aten.repeat, aten.tile, aten.flip, aten.roll,
     aten.constant_pad_nd, aten.pad, aten.reflection_pad1d, aten.reflection_pad2d, aten.reflection_pad3d,
     aten.replication_pad1d, aten.replication_pad2d, aten.replication_pad3d,
     aten.expand_copy, aten.permute_copy, aten.view_copy, aten.transpose_copy, aten.unsqueeze_copy,
     aten.squeeze_copy, aten.slice_copy, aten.select_copy, aten.split_copy, aten.alias_copy,
     aten.slice_scatter, aten.select_scatter, aten.diagonal_scatter, aten.as_strided_scatter,
-    aten.tril, aten.triu, aten.fill, aten.fill_, aten.zero_,
+    aten.tril, aten.triu, aten.fill, aten.zero,
     aten.zeros, aten.ones, aten.full, aten.zeros_like, aten.ones_like, aten.full_like,
     aten.new_zeros, aten.new_ones, aten.new_full, aten.scalar_tensor, aten.arange, aten.linspace,
     aten.eye, aten.rand, aten.randn, aten.rand_like, aten.randn_like, aten.randint, aten.randint_like,
-    aten.bernoulli, aten.normal, aten.uniform, aten.uniform_, aten.normal_,
+    aten.bernoulli, aten.normal, aten.uniform, aten.normal_,
     work="numel(out)", depth="1",
 )(copy)
 

@@ -51,7 +51,7 @@ def accumulate(out_numel, moved, k) -> Cost:
     return Cost(out_numel + moved, 2 + clog2(k))
 
 
-@register(aten.index_put, aten._unsafe_index_put, aten.index_put_,
+@register(aten.index_put, aten._unsafe_index_put,
           work="numel(self) + numel(values)",
           depth="2; accumulate=True: 2 + ceil(log2 k), k = number of index tuples")
 def index_put(call: OpCall) -> Cost:
