@@ -43,10 +43,10 @@ def _check(root, *args, timeout=120):
 
 
 CASES = {  # name: (model source, what the one error line says)
-    "exit_at_import": (hostile("import sys\nsys.exit(0)"), "raised SystemExit (sys.exit(0)) while the model file was loaded"),
-    "os_exit_at_import": (hostile("import os\nos._exit(0)"), "exited with status 0"),
-    "exit_in_forward": (hostile("import sys; sys.exit(0)", "forward"), "raised SystemExit (sys.exit(0)) while the model was analyzed"),
-    "os_exit_in_forward": (hostile("import os; os._exit(0)", "forward"), "exited with status 0"),
+    "exit_at_import": (hostile("import sys\nsys.exit(0)"), "called sys.exit(0) while importing"),
+    "os_exit_at_import": (hostile("import os\nos._exit(0)"), "called os._exit(0) while importing"),
+    "exit_in_forward": (hostile("import sys; sys.exit(0)", "forward"), "called sys.exit(0) while exporting"),
+    "os_exit_in_forward": (hostile("import os; os._exit(0)", "forward"), "called os._exit(0) while exporting"),
     "generator_exit": (hostile("raise GeneratorExit", "forward"), "raised GeneratorExit"),
     "keyboard_interrupt": (hostile("raise KeyboardInterrupt"), "raised KeyboardInterrupt"),
     "base_exception": (hostile("class Stop(BaseException):\n    pass\nraise Stop('now')"), "raised Stop (now)"),
