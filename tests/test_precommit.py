@@ -155,7 +155,7 @@ def test_hook_blocks_a_model_that_calls_sys_exit(tmp_path):
     repo, env = _repo(tmp_path, [{"path": "quits.py", "depth": "1"}], {"quits.py": hostile("import sys\nsys.exit(0)")})
     refused = _commit(repo, env, "quits")
     assert refused.returncode != 0, refused.stdout + refused.stderr
-    assert "quits.py:2: the model file raised SystemExit (sys.exit(0))" in refused.stdout + refused.stderr
+    assert "quits.py:2: the model's code called sys.exit(0)" in refused.stdout + refused.stderr
 
 
 def test_hook_blocks_an_architecture_edited_in_a_json_file(tmp_path):
