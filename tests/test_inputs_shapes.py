@@ -176,7 +176,7 @@ class Net(nn.Module):
         return self.pool(self.body(x)).flatten(1)
 model = Net
 example_inputs = (torch.randn(2, 3, 64, 64),)
-dynamic_shapes = {"x": {0: Dim("b"), 2: Dim("H", min=32), 3: Dim("W", min=32)}}
+dynamic_shapes = {"x": {2: Dim("H", min=32), 3: Dim("W", min=32)}}
 '''
 
 
