@@ -216,8 +216,7 @@ def _short_repr(value, limit: int = 60) -> str:
 
 def _stopped(exc, abspath, shown, what, did) -> str:
     return (f"{where_in(exc, abspath, shown)}: the model's code {did} while {what} {os.path.basename(shown)}; a model "
-            "file must not "
-            "end the process or raise a BaseException (depthscope stopped)")
+            "file must not end the process or raise a BaseException")
 
 
 @contextlib.contextmanager
