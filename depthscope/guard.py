@@ -216,8 +216,21 @@ def _short_repr(value, limit: int = 60) -> str:
 
 def _stopped(exc, abspath, shown, what, did) -> str:
     return (f"{where_in(exc, abspath, shown)}: the model's code {did} while {what} {os.path.basename(shown)}; a model "
-            "file must not "
-            "end the process or raise a BaseException (depthscope stopped)")
+            "file must not end the process or raise a BaseException")
+
+
+@contextlib.contextmanager
+def _alarm_blocked():
+    """SIGALRM (--timeout) waits while stdout and the exits are swapped, so they are never left half done."""
+    block = getattr(signal, "pthread_sigmask", None)
+    if block is None or not hasattr(signal, "SIGALRM"):
+        yield
+        return
+    old = block(signal.SIG_BLOCK, {signal.SIGALRM})
+    try:
+        yield
+    finally:
+        block(signal.SIG_SETMASK, old)
 
 
 @contextlib.contextmanager
@@ -229,7 +242,9 @@ def user_code(what: str, shown: str, abspath: str | None = None):
     """
     global _depth
     outer = _depth == 0
-    saved = _enter() if outer else None
+    if outer:
+        with _alarm_blocked():
+            saved = _enter()
     _depth += 1
     _model["shown"] = shown
     try:
@@ -251,7 +266,8 @@ def user_code(what: str, shown: str, abspath: str | None = None):
     finally:
         _depth -= 1
         if outer:
-            _leave(saved)
+            with _alarm_blocked():
+                _leave(saved)
 
 
 def exits_guarded():

@@ -158,6 +158,11 @@ def user_location(exc: BaseException, abspath: str, shown: str) -> str:
 _DIM_HINT = type(torch.export.Dim.AUTO)  # Dim.AUTO, Dim.STATIC, Dim.DYNAMIC
 
 
+# functions the formulas can contain (torch's FloorDiv, Mod, Max... become these): a symbol of that name would
+# shadow the function when a formula is read back
+_FORMULA_FUNCTIONS = frozenset({"log", "Max", "Min", "ceiling", "floor", "Mod"})
+
+
 def symbol_name_problem(name: str) -> str | None:
     """Why a size symbol's name would not read back as itself from the reports (None when it does).
 
@@ -165,9 +170,9 @@ def symbol_name_problem(name: str) -> str | None:
     floor); a symbol named `log`, `Max`, `lambda`, `True` or a name Python normalises to another (NFKC: `ℕ` is
     `N`) would read back as something else.
     """
-    if _reads_back(name):
+    if name not in _FORMULA_FUNCTIONS and _reads_back(name):
         return None
-    taken = " (a function in the formulas)" if name in {"log", "Max", "Min", "ceiling", "floor"} else ""
+    taken = " (a function in the formulas)" if name in _FORMULA_FUNCTIONS else ""
     return (f"the size name {name!r}{taken} would not read back as a plain symbol from the report's formulas; "
             f"rename it, e.g. to {_suggest(name)!r}")
 

@@ -126,7 +126,7 @@ def test_real_ctrl_c_still_ends_with_130(write_model, capsys):
 def test_subprocess_exit_code_and_stdout(tmp_path):
     """The real process: exit 2 whatever the model asks, stdout empty (python -m depthscope)."""
     env = dict(os.environ, PYTHONPATH=ROOT)
-    for body in ("os._exit(0)", "sys.exit(0)", "sys.exit(3)", "raise GeneratorExit()"):
+    for body in ("os._exit(0)", "sys.exit(3)"):  # (the other exits: in-process above)
         path = tmp_path / "m.py"
         path.write_text(source(forward=body))
         proc = subprocess.run([sys.executable, "-m", "depthscope", "analyze", str(path), "--format", "json"],
@@ -193,3 +193,59 @@ def test_json_stays_clean_in_a_real_process(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["model"] == "noisy"
     assert "libc printf in forward" in proc.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# hostile model files: still one line, exit 2 (or a clean report), never a traceback or 101
+
+HOSTILE = {
+    "closes sys.stdout": ("import sys\nsys.stdout.close()", 0),
+    "closes fd 1": ("import os\nos.close(1)", 0),
+    "replaces sys.stdout and sys.stderr": ("import sys, io\nsys.stdout = io.StringIO()\nsys.stderr = None", 0),
+    "changes directory": ("import os\nos.chdir('/')", 0),
+    "sys.exit with a huge payload": ("import sys\nsys.exit('x' * 10**6)", 2),
+    "an exception whose str raises": ("class E(Exception):\n    def __str__(self):\n        raise RuntimeError('no')\n"
+                                      "raise E()", 2),
+    "a BaseException whose str raises": ("class E(BaseException):\n    def __str__(self):\n        raise E()\n"
+                                         "raise E()", 2),
+    "a multi-line message": ("raise ValueError('one\\ntwo\\nthree')", 2),
+    "a megabyte message": ("raise ValueError('y' * 10**6)", 2),
+    "example_kwargs is a tensor": ("example_kwargs = torch.randn(3)", 2),
+    "symbolic is a number": ("symbolic = 5", 2),
+}
+
+
+@pytest.mark.parametrize("case", list(HOSTILE), ids=list(HOSTILE))
+def test_hostile_model_files(case, write_model, capfd):
+    body, expected = HOSTILE[case]
+    cwd = os.getcwd()
+    path = write_model(source(at_import=body))
+    code = cli.main(["analyze", path, "--format", "json"])
+    out, err = capfd.readouterr()
+    assert os.getcwd() == cwd
+    assert code == expected, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    if expected == 0:
+        assert json.loads(out)["model"] == "model_file" and lines == []
+    else:
+        assert out == "" and len(lines) == 1 and len(lines[0]) < 1000 and "Traceback" not in err, err
+
+
+def test_a_path_that_is_not_utf8_is_refused(tmp_path, capsys):
+    path = tmp_path / os.fsdecode(b"bad\xff.py")
+    path.write_text(source())
+    assert cli.main(["analyze", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "not valid UTF-8" in err and "Traceback" not in err
+
+
+def test_unicode_paths_work(tmp_path, capsys):
+    folder = tmp_path / "ünï cödé 模型"
+    folder.mkdir()
+    path = folder / "mödel 1.py"
+    path.write_text(source(forward="sys.exit(0)"))
+    assert cli.main(["analyze", str(path)]) == 2
+    assert "mödel 1.py:6" in capsys.readouterr().err
+    path.write_text(source())
+    assert cli.main(["analyze", str(path), "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["model"] == "mödel 1"
