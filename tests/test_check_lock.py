@@ -138,7 +138,7 @@ def test_non_utf8_pyproject_is_exit_2(project, capsys):
 def _check(root, *args):
     command = [sys.executable, "-m", "depthscope", "check", "--config", str(root / "pyproject.toml"), *args]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
-    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=str(root))
 
 
 def test_concurrent_updates_of_different_models_keep_both_entries(tmp_path):
