@@ -426,3 +426,14 @@ def test_an_unusable_key_file_is_no_key(tmp_path, monkeypatch, kind):
     monkeypatch.setenv(KEY_ENV, str(path))
     with pytest.raises(KeyUnavailable):
         signing_key()
+
+
+def test_a_cache_entry_missing_keys_is_reanalyzed_through_the_command(valid, capsys):
+    cache, key, data = _valid_entry(valid)
+    del data["summary"]["work"], data["summary"]["depth_groups"]
+    _put_signed(cache, key, data)
+    project = Project(pathlib.Path(valid[3]), pathlib.Path(cache.directory))
+    code, out, err = project.run("--format", "json", capsys=capsys)
+    assert code == 0, (out, err)
+    assert json.loads(out)["models"][0]["cached"] is False and "malformed cache entry" in err
+    assert "internal error" not in out + err
