@@ -39,7 +39,7 @@ def warm_cache(tmp_path_factory):
 def _check(root, *args, timeout=120):
     command = [sys.executable, "-m", "depthscope", "check", "--config", str(root / "pyproject.toml"), *args]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
-    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env, cwd=str(root))
 
 
 CASES = {  # name: (model source, what the one error line says)
@@ -162,7 +162,8 @@ def test_an_interrupted_check_leaves_no_analysis_running(tmp_path, how):
     Project(tmp_path).write([{"path": "spin.py", "depth": "1"}], models={"spin.py": source})
     command = [sys.executable, "-m", "depthscope", "check", "--config", str(tmp_path / "pyproject.toml")]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            cwd=str(tmp_path))
     try:
         worker = _wait_for(pidfile)
         proc.send_signal(getattr(signal, how))

@@ -138,7 +138,7 @@ def test_non_utf8_pyproject_is_exit_2(project, capsys):
 def _check(root, *args):
     command = [sys.executable, "-m", "depthscope", "check", "--config", str(root / "pyproject.toml"), *args]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
-    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=str(root))
 
 
 def test_concurrent_updates_of_different_models_keep_both_entries(tmp_path):
@@ -201,3 +201,46 @@ def test_an_existing_lock_keeps_its_mode(project, capsys):
     os.chmod(project.root / "depthscope.lock.json", 0o640)
     assert project.run("--update", capsys=capsys)[0] == 0
     assert stat.S_IMODE(os.stat(project.root / "depthscope.lock.json").st_mode) == 0o640
+
+
+# ---------------------------------------------------------------------------------------------
+# A hostile repository: symlinks, stale files, paths aimed outside the project
+
+
+def test_a_symlinked_guard_file_creates_nothing_elsewhere(project, capsys, tmp_path):
+    target = tmp_path.parent / f"{tmp_path.name}-planted"
+    os.symlink(target, project.root / ".depthscope.lock.json.update")  # committed by someone else
+    code, out, err = project.run("--update", capsys=capsys)
+    assert code == 2 and "depthscope.lock.json: cannot write" in err
+    assert not os.path.lexists(target)
+
+
+def test_a_symlinked_lock_is_replaced_not_written_through(project, capsys, tmp_path):
+    precious = tmp_path.parent / f"{tmp_path.name}-precious"
+    precious.write_text("my notes\n")
+    os.symlink(precious, project.root / "depthscope.lock.json")
+    code, out, err = project.run("--update", capsys=capsys)
+    assert code == 0 and "--update replaces it" in err
+    assert precious.read_text() == "my notes\n"
+    assert not os.path.islink(project.root / "depthscope.lock.json")
+
+
+@pytest.mark.parametrize("lock", ["../elsewhere.json", "/tmp/depthscope-lock.json", "sub/../../x.json"])
+def test_pyproject_cannot_aim_the_lock_outside_the_project(project, capsys, lock):
+    project.write([{"path": "scale.py"}], tool={"lock": lock}, models={"scale.py": SCALE})
+    code, out, err = project.run("--update", capsys=capsys)
+    assert code == 2 and "is outside the project" in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_stale_guard_file_from_an_interrupted_update(project, capsys):
+    (project.root / ".depthscope.lock.json.update").write_text("")  # left by a killed check --update
+    assert project.run("--update", capsys=capsys)[0] == 0
+    assert not (project.root / ".depthscope.lock.json.update").exists()
+
+
+def test_a_cache_dir_that_is_a_file_only_costs_the_cache(project, capsys, tmp_path):
+    (tmp_path / "not-a-dir").write_text("")
+    project.write([{"path": "scale.py", "depth": "1"}], tool={"cache-dir": str(tmp_path / "not-a-dir")},
+                  models={"scale.py": SCALE})
+    code, out, err = project.run(capsys=capsys)
+    assert code == 0 and "warning: cannot write the cache" in err and "cache entry" not in err

@@ -410,3 +410,30 @@ def test_malformed_per_model_settings_are_exit_2(project, capsys, entry, fragmen
     project.write([{"path": "scale.py", "depth": "1", **entry}], models={"scale.py": SCALE})
     code, out, err = project.run(capsys=capsys)
     assert code == 2 and fragment in err and "[[tool.depthscope.check]] #1" in err
+
+
+@pytest.mark.parametrize("kind", ["fifo", "dir", "short"])
+def test_an_unusable_key_file_is_no_key(tmp_path, monkeypatch, kind):
+    from depthscope.check.signing import KeyUnavailable
+
+    path = tmp_path / "key"
+    if kind == "fifo":
+        os.mkfifo(path)  # never blocks: it is not a regular file
+    elif kind == "dir":
+        path.mkdir()
+    else:
+        path.write_text("too short\n")
+    monkeypatch.setenv(KEY_ENV, str(path))
+    with pytest.raises(KeyUnavailable):
+        signing_key()
+
+
+def test_a_cache_entry_missing_keys_is_reanalyzed_through_the_command(valid, capsys):
+    cache, key, data = _valid_entry(valid)
+    del data["summary"]["work"], data["summary"]["depth_groups"]
+    _put_signed(cache, key, data)
+    project = Project(pathlib.Path(valid[3]), pathlib.Path(cache.directory))
+    code, out, err = project.run("--format", "json", capsys=capsys)
+    assert code == 0, (out, err)
+    assert json.loads(out)["models"][0]["cached"] is False and "malformed cache entry" in err
+    assert "internal error" not in out + err

@@ -75,7 +75,8 @@ def check_command(paths, config_path, update, lock, fmt, engine, no_cache, cache
     """Check models against the complexity budgets in pyproject.toml ([[tool.depthscope.check]]) or the lock.
 
     Exit 0 when every model is within its budgets and no class grew against depthscope.lock.json, 1 when one
-    is over, 2 for configuration or usage errors.
+    is over (or has ops without a cost rule, or an approximate analysis, unless allowed), 2 for configuration or
+    usage errors and models that cannot be analyzed. Each model is analyzed in a subprocess of its own.
     """
     start = time.perf_counter()
     config = load_config(config_path)

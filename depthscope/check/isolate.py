@@ -70,7 +70,10 @@ def _output_fd(stream) -> int | None:
 
 def _kill_group(proc: subprocess.Popen) -> None:
     with contextlib.suppress(OSError):
-        os.killpg(proc.pid, signal.SIGKILL)  # the worker and anything the model started in its group
+        if hasattr(os, "killpg"):
+            os.killpg(proc.pid, signal.SIGKILL)  # the worker and anything the model started in its group
+        elif proc.poll() is None:  # pragma: no cover - not POSIX
+            proc.kill()
 
 
 def _signal_name(number: int) -> str:

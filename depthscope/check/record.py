@@ -129,6 +129,7 @@ class Recorder:
         self.active = False
         self._busy = False
         self._installed = False
+        self._seen: set = set()  # paths already stat'ed, as given
 
     # -- who is asking ----------------------------------------------------------------------------
 
@@ -202,10 +203,9 @@ class Recorder:
         if path is not None:
             self._add(self.files, path, digest_of)
 
-    def _asked(self, path) -> str | None:
+    def _asked(self, path, caller: str | None) -> str | None:
         """A listed or stat'ed path to record: the model's own code asking, or a library asking about a path inside
         the project (not importlib looking for modules, not torch probing its caches in /tmp)."""
-        caller = self._caller(5)
         if caller == "import" or path is None or isinstance(path, int):
             return None
         if caller == "library":
@@ -215,12 +215,18 @@ class Recorder:
         return self._path(path)
 
     def _listed(self, path) -> None:
-        path = self._asked("." if path is None else path)
+        path = self._asked("." if path is None else path, self._caller(4))
         if path is not None:
             self._add(self.dirs, path, listing_of)
 
     def _statted(self, path) -> None:
-        path = self._asked(path)
+        caller = self._caller(4)
+        if isinstance(path, (str, bytes)):  # torch and linecache stat the same paths over and over
+            seen = (path, caller, None if os.path.isabs(path) else os.getcwd())
+            if seen in self._seen:
+                return
+            self._seen.add(seen)
+        path = self._asked(path, caller)
         if path is not None:
             self._add(self.files, path, digest_of)
 
