@@ -1305,3 +1305,121 @@ def test_registering_a_variant_is_an_error_and_packets_register_only_functional_
 def test_no_registered_overload_is_a_variant():
     """Variants resolve by schema, never by their own registration (one rule per computation)."""
     assert [str(op) for op in RULES if functional_of(op) is not None] == []
+
+
+# ---------------------------------------------------------------------------------------------
+# Scatters. A plain scatter writes each value to its address (copy self, then write: depth 2). An accumulating
+# scatter also combines the values that collide on one destination: up to k of them (scatter: the sources of a
+# column, k = index.size(dim); index_add / index_reduce: every entry of the 1-D index) plus self's value, a tree
+# after the move: 2 + lg(k). reduce="mean" counts the values in parallel and divides: + moved work, + numel(self)
+# work, + 1 depth. masked_scatter needs each set position's rank among the set flags: a prefix sum.
+
+_SELF, _IDX, _SRC = T(b, m), T(b, n), T(b, n)
+_TABLE, _IDX1, _ROWS = T(m, d), T(n), T(n, d)
+
+SCATTER_CASES = [
+    case("scatter-src-plain", aten.scatter.src, (_SELF, 1, _IDX, _SRC), {}, b * m + b * n, 2),
+    case("scatter-value-plain", aten.scatter.value, (_SELF, 1, _IDX, 2.0), {}, b * m + b * n, 2),
+    # torch reads src only where index has entries: a src larger than index moves numel(index) values
+    case("scatter-src-larger-than-index", aten.scatter.src, (_SELF, 1, _IDX, T(b, 3 * n)), {}, b * m + b * n, 2),
+    case("index_copy-plain", aten.index_copy.default, (_TABLE, 0, _IDX1, _ROWS), {}, m * d + n * d, 2),
+    case("scatter-reduce-add", aten.scatter.reduce, (_SELF, 1, _IDX, _SRC), {"reduce": "add"},
+         b * m + b * n, 2 + lg(n)),
+    case("scatter-reduce-multiply", aten.scatter.reduce, (_SELF, 1, _IDX, _SRC, "multiply"), {},
+         b * m + b * n, 2 + lg(n)),
+    case("scatter-value-reduce", aten.scatter.value_reduce, (_SELF, 1, _IDX, 2.0, "add"), {},
+         b * m + b * n, 2 + lg(n)),
+    # along dim 0 the colliding sources are the index's rows
+    case("scatter_add-dim0", aten.scatter_add.default, (T(m, b), 0, T(n, b), T(n, b)), {}, m * b + n * b, 2 + lg(n)),
+    case("scatter_add-dim1", aten.scatter_add.default, (_SELF, 1, _IDX, _SRC), {}, b * m + b * n, 2 + lg(n)),
+    *[case(f"scatter_reduce-{how}", aten.scatter_reduce.two, (_SELF, 1, _IDX, _SRC, how), {},
+           b * m + b * n, 2 + lg(n)) for how in ("sum", "prod", "amax", "amin")],
+    case("scatter_reduce-sum-exclude-self", aten.scatter_reduce.two, (_SELF, 1, _IDX, _SRC, "sum"),
+         {"include_self": False}, b * m + b * n, 2 + lg(n)),
+    case("scatter_reduce-mean", aten.scatter_reduce.two, (_SELF, 1, _IDX, _SRC, "mean"), {},
+         b * m + b * n + b * n + b * m, 3 + lg(n)),
+    case("index_add", aten.index_add.default, (_TABLE, 0, _IDX1, _ROWS), {}, m * d + n * d, 2 + lg(n)),
+    *[case(f"index_reduce-{how}", aten.index_reduce.default, (_TABLE, 0, _IDX1, _ROWS, how), {},
+           m * d + n * d, 2 + lg(n)) for how in ("prod", "amax", "amin")],
+    case("index_reduce-mean", aten.index_reduce.default, (_TABLE, 0, _IDX1, _ROWS, "mean"),
+         {"include_self": False}, m * d + n * d + n * d + m * d, 3 + lg(n)),
+    case("index_put-accumulate", aten.index_put.default, (_SELF, [T(n), T(n)], T(n), True), {},
+         b * m + n, 2 + lg(n)),
+    case("index_put-plain", aten.index_put.default, (_SELF, [T(n), T(n)], T(n)), {}, b * m + n, 2),
+    # index_fill writes the value over len(index) slices of b*d elements each (dim 1 of [b, m, d])
+    case("index_fill", aten.index_fill.int_Scalar, (T(b, m, d), 1, _IDX1, -1.0), {}, b * m * d + n * b * d, 2),
+    case("index_fill-tensor-value", aten.index_fill.int_Tensor, (T(b, m, d), 1, _IDX1, T()), {},
+         b * m * d + n * b * d, 2),
+    # the mask broadcasts against self: N = b*n flags, a scan (2N, 2 lg N), copy self (N), read and select (N)
+    case("masked_scatter-broadcast-mask", aten.masked_scatter.default, (T(b, n), T(n), T(b * n)), {},
+         4 * b * n, 2 * lg(b * n) + 1),
+]
+
+
+@pytest.mark.parametrize("op, args, kwargs, work, depth", SCATTER_CASES)
+def test_scatters(op, args, kwargs, work, depth):
+    check(rule_cost(op, args, args[0], kwargs), work, depth)
+
+
+@pytest.mark.parametrize("inplace, functional", [
+    (aten.scatter_.reduce, aten.scatter.reduce), (aten.scatter_reduce_.two, aten.scatter_reduce.two),
+    (aten.index_reduce_.default, aten.index_reduce.default), (aten.masked_scatter_.default, aten.masked_scatter.default),
+    (aten.index_fill_.int_Scalar, aten.index_fill.int_Scalar),
+])
+def test_in_place_scatters_take_the_functional_rule(inplace, functional):
+    assert lookup(inplace) is lookup(functional)
+
+
+# Elementwise ops combining m >= 3 tensor operands take ceil(log2 m) levels; a select (where, masked_fill) reads
+# one of its two values per element, whatever its operand count.
+NARY_CASES = [
+    case("addcmul", aten.addcmul.default, (T(b, n), T(b, n), T(b, n)), 2),
+    case("addcdiv", aten.addcdiv.default, (T(b, n), T(b, n), T(b, n)), 2),
+    case("lerp-tensor-weight", aten.lerp.Tensor, (T(b, n), T(b, n), T(b, n)), 2),
+    case("lerp-scalar-weight", aten.lerp.Scalar, (T(b, n), T(b, n), 0.5), 1),
+    case("clamp-two-tensor-bounds", aten.clamp.Tensor, (T(b, n), T(n), T(n)), 2),
+    case("clamp-one-tensor-bound", aten.clamp.Tensor, (T(b, n), T(n), None), 1),
+    case("mse_loss_backward", aten.mse_loss_backward.default, (T(), T(b, n), T(b, n), 1), 2),
+    case("binary_cross_entropy_backward-weight", aten.binary_cross_entropy_backward.default,
+         (T(b, n), T(b, n), T(b, n), T(b, n), 1), 2),
+    case("add-two", aten.add.Tensor, (T(b, n), T(b, n)), 1),
+    case("where-select", aten.where.self, (T(b, n), T(b, n), T(b, n)), 1),
+    case("masked_fill-tensor-value", aten.masked_fill.Tensor, (T(b, n), T(b, n), T()), 1),
+]
+
+
+@pytest.mark.parametrize("op, args, depth", NARY_CASES)
+def test_elementwise_depth_counts_the_operands_combined(op, args, depth):
+    check(rule_cost(op, args, T(b, n)), b * n, depth)
+
+
+def test_where_with_only_a_condition_is_nonzero():
+    assert lookup(aten.where.default) is lookup(aten.nonzero.default)
+
+
+def _adaptive_windows_brute(size_in, size_out):
+    """Window j = [floor(j*in/out), ceil((j+1)*in/out)) as torch's adaptive pooling kernels take it."""
+    lengths = [-(-(j + 1) * size_in // size_out) - (j * size_in) // size_out for j in range(size_out)]
+    return sum(lengths), max(lengths)
+
+
+@pytest.mark.parametrize("out_h, out_w", [(3, 2), (7, 7), (4, 3), (1, 5)])
+def test_adaptive_pooling_windows_are_exact_for_symbolic_sizes(out_h, out_w):
+    """With symbolic H, W the deepest window is not ceil(in/out) when out does not divide in (in=5, out=3: 3)."""
+    x = T(b, C, H, W)
+    pooled = rule_cost(aten.adaptive_max_pool2d.default, (x, [out_h, out_w]), (T(b, C, out_h, out_w),) * 2)
+    averaged = rule_cost(aten.adaptive_avg_pool2d.default, (x, [out_h, out_w]), T(b, C, out_h, out_w))
+    for hv, wv in [(5, 5), (7, 9), (10, 10), (13, 6), (224, 224), (33, 17)]:
+        (sum_h, max_h), (sum_w, max_w) = _adaptive_windows_brute(hv, out_h), _adaptive_windows_brute(wv, out_w)
+        sizes = {b: 2, C: 3, H: hv, W: wv}
+        assert evaluate(pooled.depth, sizes) == (max_h * max_w - 1).bit_length()
+        assert evaluate(pooled.work, sizes) == 2 * 3 * sum_h * sum_w
+        assert evaluate(averaged.depth, sizes) == (max_h * max_w - 1).bit_length() + 1
+
+
+def test_embedding_bag_per_sample_weights_add_a_multiply():
+    plain = rule_cost(aten._embedding_bag.default, (T(V, d), T(b * n), T(b), False, 0), (T(b, d),) * 4)
+    check(plain, 2 * b * n * d, 1 + lg(n))
+    weighted = rule_cost(aten._embedding_bag.default, (T(V, d), T(b * n), T(b), False, 0, False, T(b * n)),
+                         (T(b, d),) * 4)
+    check(weighted, 3 * b * n * d, 2 + lg(n))

@@ -164,7 +164,7 @@ def layer_norm_backward(call: OpCall) -> Cost:
 def group_norm_backward(call: OpCall) -> Cost:
     x = call.args[1]
     n_batch, channels, hxw, group = call.arg("N"), call.arg("C"), call.arg("HxW"), call.arg("group")
-    k = sympy.cancel(channels / group * hxw)
+    k = sympy.cancel(sympy.S(channels) / group * hxw)  # C and group are Python ints in a graph: keep it exact
     return standardize_backward(x.numel, k, n_batch * hxw, isinstance(call.arg("weight"), TensorMeta),
                                 _mask(call, 3))
 

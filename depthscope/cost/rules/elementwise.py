@@ -7,15 +7,28 @@ from torch import ops
 
 from depthscope.cost.value import FREE, Cost
 from depthscope.cost.registry import OpCall, TensorMeta, register, set_pointwise_rule
+from depthscope.symbols import ONE, clog2
 
 aten = ops.aten
 
 
 @set_pointwise_rule
-@register(work="numel(out)", depth="1")
+@register(work="numel(out)", depth="1; m >= 3 tensor operands (addcmul, lerp, clamp with tensor bounds): ceil(log2 m)")
 def elementwise(call: OpCall) -> Cost:
-    """work = numel(out), depth 1: every element is computed independently."""
+    """work = numel(out): every element is computed independently. Depth 1 for one or two operands; an element
+    that combines m >= 3 tensor operands (addcmul's self + t1 * t2, lerp's start, end and weight, clamp between
+    two tensors) takes ceil(log2 m) levels of binary operations."""
+    return Cost(call.out.numel, max(ONE, clog2(len(call.tensors()))))
+
+
+def select(call: OpCall) -> Cost:
+    """where(cond, a, b), masked_fill(self, mask, value): the flag picks one of two values, so each output
+    element reads 2 inputs, whatever the number of operands: numel(out), depth 1."""
     return Cost(call.out.numel, 1)
+
+
+register(aten.where.self, aten.where.ScalarSelf, aten.where.ScalarOther, aten.where.Scalar, aten.masked_fill,
+         work="numel(out)", depth="1")(select)
 
 
 # Ops torch does not tag pointwise but which are one independent operation per output element.
@@ -23,7 +36,6 @@ register(
     aten.gelu, aten.silu, aten.relu, aten.relu6, aten.hardtanh, aten.hardswish, aten.hardsigmoid,
     aten.leaky_relu, aten.elu, aten.selu, aten.celu, aten.mish, aten.softplus, aten.glu,
     aten.threshold, aten.prelu, aten._prelu_kernel, aten.log_sigmoid_forward, aten.tanh, aten.sigmoid,
-    aten.masked_fill, aten.where,
     aten.clamp, aten.clamp_min, aten.clamp_max, aten.logit,
     # overloads torch leaves untagged while their siblings are tagged pointwise
     aten.rsub.Tensor, aten.true_divide.Scalar,

@@ -37,13 +37,32 @@ def gather(call: OpCall) -> Cost:
     return Cost(call.out.numel, 1)
 
 
-@register(aten.scatter, aten.index_copy, aten.masked_scatter, aten.index_fill,
-          work="numel(self) + numel(src)", depth="2")
+def _source(call: OpCall):
+    """The tensor of values a scatter moves (src / source / values), or None for a scalar value."""
+    for name in ("src", "source", "values"):
+        value = call.arg(name)
+        if isinstance(value, TensorMeta):
+            return value
+    return None
+
+
+def _moved(call: OpCall, index: TensorMeta) -> sympy.Expr:
+    """How many values a scatter moves: one per index entry (torch reads src only where index has entries);
+    index_add / index_copy / index_reduce move whole slices of source."""
+    src = _source(call)
+    if str(call.op).startswith("aten.index_") and src is not None:
+        return src.numel
+    return index.numel
+
+
+@register(aten.scatter.src, aten.scatter.value, aten.index_copy,
+          work="numel(self) + numel(index) (index_copy: numel(source))", depth="2")
 def scatter(call: OpCall) -> Cost:
-    """Without accumulation each destination is written by one source element: copy, then write."""
-    src = [t for t in call.tensors()[1:]]
-    moved = src[-1].numel if src else call.out.numel
-    return Cost(call.out.numel + moved, 2)
+    """Without accumulation every destination keeps one of the values aimed at it (torch: an unspecified one):
+    copy self, then write each value to its address (depth 1 each; writes are random access, collisions are
+    resolved by the memory, not combined)."""
+    index = call.arg("index")
+    return Cost(call.out.numel + _moved(call, index), 2)
 
 
 def accumulate(out_numel, moved, k) -> Cost:
@@ -64,33 +83,60 @@ def index_put(call: OpCall) -> Cost:
     return Cost(call.out.numel + moved, 2)
 
 
-@register(aten.scatter_add, aten.index_add, aten.scatter_reduce, aten.index_reduce,
-          work="numel(self) + numel(src)",
-          depth="2 + ceil(log2 k), k = index.size(dim) (index_add/index_reduce: len(index))")
+def _colliding(call: OpCall, index: TensorMeta) -> sympy.Expr:
+    """The most values one destination can receive: scatter's sources along dim share a column, so
+    k = index.size(dim); index_add / index_reduce: every entry of the 1-D index may name the same slice."""
+    if str(call.op).startswith("aten.index_"):
+        return index.numel
+    dim = call.arg("dim", 0)
+    return index.size(dim) if index.ndim else ONE
+
+
+@register(aten.scatter_add, aten.index_add, aten.scatter.reduce, aten.scatter.value_reduce, aten.scatter_reduce,
+          aten.index_reduce,
+          work="numel(self) + moved (numel(index); index_add/index_reduce: numel(source)); mean: + moved "
+               "(counts) + numel(self) (divide)",
+          depth="2 + ceil(log2 k) (mean: + 1), k = index.size(dim) (index_add/index_reduce: len(index))")
 def scatter_accumulate(call: OpCall) -> Cost:
-    """Accumulating scatter: a copy of self, then up to k source values along the source axis collide on one
-    destination: a tree over them."""
-    tensors = call.tensors()
-    src = tensors[-1]
-    index = tensors[1] if len(tensors) > 2 else src
-    name = str(call.op)
-    if name.startswith(("aten.index_add", "aten.index_reduce")):
-        k = index.numel
-    else:
-        dim = call.arg("dim", 0)
-        k = index.size(dim) if index.ndim else ONE
-    return accumulate(call.out.numel, src.numel, k)
+    """Accumulating scatter (scatter_add, index_add, scatter(reduce="add"/"multiply"), scatter_reduce and
+    index_reduce with sum, prod, amax, amin, mean): a copy of self (depth 1) while every value moves to its
+    destination (depth 1); up to k values collide on one destination and are combined with self's value by a
+    tree (ceil(log2 k) + 1: k + 1 values with include_self, k without, then the pick between the result and
+    self for a destination nothing reached). reduce="mean" also counts the values reaching each destination
+    (a tree over ones, in parallel with the sum) and divides (+1 depth, + numel(self) work)."""
+    index = call.arg("index")
+    moved = _moved(call, index)
+    cost = accumulate(call.out.numel, moved, _colliding(call, index))
+    if call.arg("reduce") == "mean":
+        cost = Cost(cost.work + moved, cost.depth) + Cost(call.out.numel, 1)
+    return cost
 
 
-@register(aten.embedding_bag, aten._embedding_bag, work="2 * numel(indices) * D",
-          depth="1 + ceil(log2(numel(indices) / bags))")
+@register(aten.index_fill, work="numel(self) + len(index) * slice, slice = numel(self) / self.size(dim)",
+          depth="2")
+def index_fill(call: OpCall) -> Cost:
+    """Copy self, then every index entry writes the value over its whole slice along dim (len(index) * slice
+    writes; entries naming the same slice write the same value, so nothing is combined)."""
+    x, index = call.args[0], call.arg("index")
+    dim = call.arg("dim", 0)
+    slice_ = sympy.cancel(x.numel / x.size(dim)) if x.ndim else ONE
+    return Cost(call.out.numel + index.numel * slice_, 2)
+
+
+@register(aten.embedding_bag, aten._embedding_bag, work="2 * numel(indices) * D (+ numel(indices) * D weights)",
+          depth="1 + ceil(log2(numel(indices) / bags)) (+1 per_sample_weights)")
 def embedding_bag(call: OpCall) -> Cost:
-    """Gather every index's row, then reduce each bag with a tree. Bags of a 2-D input are equal (n indices each):
-    exact. With explicit offsets the bag sizes are data: the tree is charged for the mean bag, numel / bags."""
+    """Gather every index's row (times its per_sample_weight: one more step), then reduce each bag with a tree.
+    Bags of a 2-D input are equal (n indices each; nn.EmbeddingBag passes them as 1-D indices with offsets
+    arange(0, b*n, n)): exact. With other offsets the bag lengths are data: the tree is charged for the mean bag,
+    numel / bags, and a longer bag makes the real depth larger (up to 1 + ceil(log2 numel(indices)))."""
     weight, indices = call.args[0], call.args[1]
     dim = weight.shape[-1]
     bag = _mean_bag(call, indices)
-    return Cost(indices.numel * dim, 1) + Cost(indices.numel * dim, clog2(bag))
+    cost = Cost(indices.numel * dim, 1)
+    if isinstance(call.arg("per_sample_weights"), TensorMeta):
+        cost = cost + Cost(indices.numel * dim, 1)
+    return cost + Cost(indices.numel * dim, clog2(bag))
 
 
 def _mean_bag(call: OpCall, indices: TensorMeta):

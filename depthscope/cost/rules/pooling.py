@@ -43,16 +43,18 @@ def avg_pool(call: OpCall) -> Cost:
 def adaptive_windows(i, o) -> tuple:
     """(sum, max) of the window lengths along one dim: output j pools [floor(j*i/o), ceil((j+1)*i/o)).
 
-    Exact when i and o are integers (windows overlap and differ in length when o does not divide i: in=5, out=3
-    gives 2, 3, 2); symbolic i is approximated by ceil(i/o) per window, exact when o divides i (always for o = 1).
+    Windows overlap and differ in length when o does not divide i (in=5, out=3 gives 2, 3, 2), so both are
+    taken over the o windows, exactly: integers for integer sizes, else a sum and a Max of o floor/ceiling
+    terms in the symbolic i (o is the module's output size, an integer). A symbolic o gets the bound
+    ceil(i/o) + 1 on every window (a window spans at most ceil(i/o) + 1 inputs).
     """
     if o == 1:
         return i, i
-    if isinstance(i, (int, sympy.Integer)) and isinstance(o, (int, sympy.Integer)):
-        i, o = int(i), int(o)
-        lengths = [-((-(j + 1) * i) // o) - (j * i) // o for j in range(o)]
-        return sympy.Integer(sum(lengths)), sympy.Integer(max(lengths))
-    w = sympy.ceiling(i / o)
+    if isinstance(o, (int, sympy.Integer)):
+        o = int(o)
+        lengths = [sympy.ceiling(sympy.S((j + 1) * i) / o) - sympy.floor(sympy.S(j * i) / o) for j in range(o)]
+        return sympy.Add(*lengths), sympy.Max(*lengths)
+    w = sympy.ceiling(i / o) + 1
     return o * w, w
 
 
@@ -70,7 +72,8 @@ def adaptive_reduce(call: OpCall, average: bool) -> Cost:
 
 @register(aten.adaptive_avg_pool1d, aten.adaptive_avg_pool2d, aten.adaptive_avg_pool3d, aten._adaptive_avg_pool2d,
           aten._adaptive_avg_pool3d,
-          work="rows * prod(sum of window lengths per dim) + numel(out); window ceil(in/out), all of in when out = 1",
+          work="rows * prod(sum of window lengths per dim) + numel(out); window j = [floor(j in/out), "
+               "ceil((j+1) in/out)), all of in when out = 1",
           depth="ceil(log2(prod(max window per dim))) + 1")
 def adaptive_avg_pool(call: OpCall) -> Cost:
     return adaptive_reduce(call, average=True)

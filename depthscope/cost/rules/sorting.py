@@ -98,7 +98,7 @@ def compaction(n, width=ONE) -> Cost:
     return Cost(2 * n, 2 * clog2(n)) + Cost(n * width, 1)
 
 
-@register(aten.nonzero, aten.argwhere, aten.nonzero_static,
+@register(aten.nonzero, aten.argwhere, aten.nonzero_static, aten.where.default,
           work="N (flags) + 2 N (scan) + N * ndim (scatter), N = numel(in)", depth="1 + 2 ceil(log2 N) + 1")
 def nonzero(call: OpCall) -> Cost:
     """Flag the nonzeros, scan the flags, scatter every kept element's ndim coordinates."""
@@ -112,6 +112,17 @@ def nonzero(call: OpCall) -> Cost:
 def masked_select(call: OpCall) -> Cost:
     x, mask = call.args[0], call.args[1]
     return compaction(numel(broadcast_shape(x.shape, mask.shape)))
+
+
+@register(aten.masked_scatter, work="2 N (scan of the mask) + N (copy self) + N (read source, select), "
+          "N = numel(broadcast(self, mask))", depth="2 ceil(log2 N) + 1")
+def masked_scatter(call: OpCall) -> Cost:
+    """The inverse of masked_select: the i-th set position takes source[i], so every set position needs the count
+    of set flags before it, the prefix sum masked_select has (2 N work, depth 2 ceil(log2 N)); then it reads its
+    source element and selects it over self's (N, depth 1). The copy of self (N, depth 1) runs beside the scan."""
+    x, mask = call.args[0], call.args[1]
+    n = numel(broadcast_shape(x.shape, mask.shape))
+    return Cost(2 * n, 2 * clog2(n)) + Cost(n, 1) + Cost(n, 0)
 
 
 def _slice_compare(width) -> Cost:
