@@ -9,6 +9,7 @@ import importlib
 import warnings
 
 import pytest
+import sympy
 import torch
 from torch import nn
 from torch.export import Dim
@@ -209,3 +210,113 @@ def test_stand_in_equals_the_statically_exported_aten_op(case):
     rename, symbols = user_symbols(program, None)
     static = analyze_captured(Captured(program, program.graph_module, symbols, rename))
     assert report.evaluate(n=5) == static.evaluate()
+
+
+# --- --train: the stand-ins' backward (depthscope.capture.recurrent_backward) ----------------------------------
+
+TRAIN_CASES = {
+    "lstm-2-layers": (lambda: nn.LSTM(6, 8, 2, batch_first=True), False),
+    "gru": (lambda: nn.GRU(6, 8, batch_first=True), False),
+    "rnn-relu-3-layers": (lambda: nn.RNN(6, 8, 3, nonlinearity="relu", batch_first=True), False),
+    "lstm-bidirectional-state": (lambda: nn.LSTM(6, 8, 2, batch_first=True, bidirectional=True), True),
+    "lstm-projection": (lambda: nn.LSTM(6, 8, 2, batch_first=True, proj_size=4), False),
+    "gru-bidirectional-state": (lambda: nn.GRU(6, 8, batch_first=True, bidirectional=True), True),
+    "rnn-tanh-no-bias": (lambda: nn.RNN(6, 8, 2, bias=False, batch_first=True), False),
+    "lstm-learned-state": (lambda: nn.LSTM(6, 8, 2, batch_first=True), "learned"),
+    "gru-learned-state": (lambda: nn.GRU(6, 8, batch_first=True, bidirectional=True), "learned"),
+}
+
+
+class Head(nn.Module):
+    """A recurrence with an embedding before it (so the recurrence's input needs a gradient) and a linear head."""
+
+    def __init__(self, rnn, initial_state):
+        super().__init__()
+        self.embed = nn.Embedding(20, 6)
+        self.rnn, self.initial_state = rnn, initial_state
+        width = (2 if rnn.bidirectional else 1) * (getattr(rnn, "proj_size", 0) or rnn.hidden_size)
+        self.head = nn.Linear(width, 3)
+        if initial_state == "learned":  # initial states that need a gradient
+            units = rnn.num_layers * (2 if rnn.bidirectional else 1)
+            self.h0 = nn.Parameter(torch.randn(units, 1, width // (2 if rnn.bidirectional else 1)))
+            self.c0 = nn.Parameter(torch.randn(units, 1, rnn.hidden_size)) if isinstance(rnn, nn.LSTM) else None
+
+    def forward(self, tokens, h0, c0):
+        x = self.embed(tokens)
+        if self.initial_state == "learned":
+            h0 = self.h0.expand(-1, x.shape[0], -1)
+            c0 = self.c0.expand(-1, x.shape[0], -1) if self.c0 is not None else c0
+        if self.initial_state:
+            out = self.rnn(x, (h0, c0) if isinstance(self.rnn, nn.LSTM) else h0)[0]
+        else:
+            out = self.rnn(x)[0]
+        return self.head(out)
+
+
+def _train_inputs(rnn, batch, steps):
+    dirs = 2 if rnn.bidirectional else 1
+    width = getattr(rnn, "proj_size", 0) or rnn.hidden_size
+    return (torch.randint(0, 20, (batch, steps)), torch.randn(rnn.num_layers * dirs, batch, width),
+            torch.randn(rnn.num_layers * dirs, batch, rnn.hidden_size))
+
+
+def _torch_training_flops(model, inputs) -> int:
+    """flop_counter over a real forward and backward of torch's own module (oneDNN off: its fused RNN kernel
+    is not counted), the sum of the outputs as the loss, as --train differentiates."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model.zero_grad()
+    with torch.backends.mkldnn.flags(enabled=False), FlopCounterMode(display=False) as counter:
+        model(*inputs).sum().backward()
+    return counter.get_total_flops()
+
+
+@pytest.mark.parametrize("case", list(TRAIN_CASES), ids=list(TRAIN_CASES))
+def test_training_step_flops_equal_torchs_backward(case):
+    make, initial_state = TRAIN_CASES[case]
+    torch.manual_seed(0)
+    model = Head(make(), initial_state)
+    dyn = {"tokens": {0: Dim("b"), 1: Dim("n")}, "h0": {1: Dim("b")}, "c0": {1: Dim("b")}}
+    forward = depthscope.analyze(model, _train_inputs(model.rnn, 2, 5), dynamic_shapes=dyn)
+    train = depthscope.analyze(model, _train_inputs(model.rnn, 2, 5), dynamic_shapes=dyn, train=True)
+    assert train.engine == "symbolic" and train.mode == "train" and train.unmodeled == ()
+    assert sum(1 for r in train.nodes if r.op.startswith("backward of aten.")) == 1
+    assert train.big_o["depth"] == n + sympy.log(b) and train.big_o["work"] == b * n
+    for batch, steps in [(2, 5), (3, 7), (4, 2)]:
+        got = train.evaluate(b=batch, n=steps)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            assert got["flops"] == _torch_training_flops(model, _train_inputs(model.rnn, batch, steps)), (batch, steps)
+        # the backward runs back through time: at least one more level per step than the forward alone
+        assert got["depth"] >= forward.evaluate(b=batch, n=steps)["depth"] + steps
+        assert got["work"] >= 2 * forward.evaluate(b=batch, n=steps)["work"]
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru", "rnn_tanh", "rnn_relu"])
+def test_backward_op_gradients_equal_torchs(kind):
+    """The stand-in's autograd formula (and the backward op's eager kernel) give torch's own gradients."""
+    torch.manual_seed(0)
+    cls = {"lstm": nn.LSTM, "gru": nn.GRU}.get(kind, nn.RNN)
+    extra = {"nonlinearity": kind.split("_")[1]} if cls is nn.RNN else {}
+    rnn = cls(5, 6, 2, bidirectional=True, **extra)
+    x = torch.randn(4, 2, 5, requires_grad=True)
+    h0 = torch.randn(4, 2, 6, requires_grad=True)
+    c0 = torch.randn(4, 2, 6, requires_grad=True)
+    params = list(rnn._flat_weights)
+    hx = [h0, c0] if kind == "lstm" else h0
+    flags = (True, 2, 0.0, True, True, False)
+    wrt = [x, h0] + ([c0] if kind == "lstm" else []) + params
+    expected = getattr(torch, kind)(x, hx, params, *flags)
+    got = getattr(torch.ops.depthscope, kind)(x, hx, params, *flags)
+    seeds = [torch.randn_like(o) for o in expected]
+    for want, have in zip(torch.autograd.grad(expected, wrt, seeds), torch.autograd.grad(got, wrt, seeds)):
+        assert torch.allclose(want, have, atol=1e-6)
+
+
+def test_lstm_example_trains(capsys):
+    import depthscope.cli as cli
+    from conftest import example
+
+    assert cli.main(["analyze", example("lstm.py"), "--train", "--format", "json"]) == 0
+    out = capsys.readouterr().out
+    assert '"mode": "train"' in out and '"unmodeled": []' in out

@@ -9,7 +9,8 @@ produce lives in the exported graph.
   `depthscope::lstm` ... : custom ops with the aten overloads' schema (input, hx, params, has_biases, num_layers,
   dropout, train, bidirectional, batch_first), a fake kernel that computes the output shapes and an eager kernel
   that calls the aten op. Weights and states are real graph inputs, and the cost rule is the aten rule
-  (`depthscope.cost.rules.recurrent.recurrence`), registered for both.
+  (`depthscope.cost.rules.recurrent.recurrence`), registered for both. Under --train each has an autograd formula
+  whose backward is one op too (back-propagation through time, depthscope.capture.recurrent_backward).
 - `torch._higher_order_ops.associative_scan`: combine_mode="generic" (the only mode on CPU) unrolls its tree at
   trace time and guards on the scanned length n. The stand-in lowers the call as torch does for
   combine_mode="pointwise" (scanned dim moved to 0, flips for reverse, torch's associative_scan higher-order op),
@@ -29,6 +30,7 @@ import types
 import torch
 import torch.utils._pytree as pytree
 
+from depthscope.capture.recurrent_backward import BACKWARD_OPS, register_backward
 from depthscope.cost.registry import register
 from depthscope.cost.rules.recurrent import recurrence
 
@@ -96,6 +98,8 @@ rnn_relu_standin.register_fake(_fake_single_state)
 
 # One cost model: the stand-ins are costed by the very rule of the aten ops they stand for.
 register(lstm_standin, gru_standin, rnn_tanh_standin, rnn_relu_standin)(recurrence)
+# --train: back-propagation through time, one op with its own rule (depthscope.capture.recurrent_backward)
+register_backward({"lstm": lstm_standin, "gru": gru_standin, "rnn_tanh": rnn_tanh_standin, "rnn_relu": rnn_relu_standin})
 
 # stand-in op -> the aten overload reports show (what the user's module calls)
 _DISPLAY = {
@@ -103,6 +107,7 @@ _DISPLAY = {
     torch.ops.depthscope.gru.default: "aten.gru.input",
     torch.ops.depthscope.rnn_tanh.default: "aten.rnn_tanh.input",
     torch.ops.depthscope.rnn_relu.default: "aten.rnn_relu.input",
+    **{op._opoverload: f"backward of aten.{kind}.input" for kind, op in BACKWARD_OPS.items()},
 }
 
 

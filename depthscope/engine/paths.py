@@ -20,7 +20,10 @@ Form = dict  # {atom (sympy expr, ONE for the constant): Fraction coefficient}
 
 @functools.lru_cache(maxsize=8192)
 def forms_of(expr: sympy.Expr) -> tuple:
-    """Split a depth expression into the linear forms whose max it is (Max distributes over +)."""
+    """Split a depth expression into the linear forms whose max it is (Max distributes over +).
+
+    Atoms are canonical (`canonical_atom`): ceil(log2(b*(x + 1))) and ceil(log2(b*x + b)) are one atom, so
+    forms built by different rules compare."""
     expr = as_expr(expr)
     if isinstance(expr, sympy.Max):
         out = []
@@ -37,12 +40,42 @@ def forms_of(expr: sympy.Expr) -> tuple:
         return tuple(_freeze(_scale(f, coeff)) for f in forms_of(rest))
     if expr.is_number:
         return (_freeze({ONE: Fraction(str(expr)) if not expr.is_Integer else Fraction(int(expr))}),) if expr != 0 else (_freeze({}),)
+    if isinstance(rest, sympy.Mul) and any(isinstance(f, sympy.Add) for f in rest.args) and not rest.has(sympy.Max):
+        return forms_of(sympy.expand(expr))  # n*(H + 1) is the two atoms n*H and n
     c = Fraction(int(coeff)) if coeff.is_Integer else Fraction(str(sympy.nsimplify(coeff)))
-    return (_freeze({rest: c}),)
+    return (_freeze({canonical_atom(rest): c}),)
+
+
+@functools.lru_cache(maxsize=None)
+def canonical_atom(atom: sympy.Expr) -> sympy.Expr:
+    """One representative per value: ceil(log2 x) with x factored (expanded first, so that equal arguments
+    written differently meet), other atoms as they are. A deterministic function of the atom's value, not of
+    the order atoms are met in."""
+    if not is_clog2(atom):
+        return atom
+    arg = _clog2_arg(atom)
+    expanded = sympy.expand(arg)
+    if not isinstance(expanded, sympy.Add):
+        return atom if expanded == arg else sympy.ceiling(sympy.log(expanded) / _LOG2)
+    return sympy.ceiling(sympy.log(sympy.factor(expanded)) / _LOG2)
+
+
+_LOG2 = sympy.log(2)
+_ATOM_ORDER: dict = {}
+
+
+def _atom_key(item) -> int:
+    """Forms are tuples sorted by atom; the order is the order atoms were first met (cheap, and only used to
+    make equal forms equal tuples)."""
+    atom = item[0]
+    key = _ATOM_ORDER.get(atom)
+    if key is None:
+        key = _ATOM_ORDER[atom] = len(_ATOM_ORDER)
+    return key
 
 
 def _freeze(form: dict) -> tuple:
-    return tuple(sorted(((a, c) for a, c in form.items() if c != 0), key=lambda ac: sympy.default_sort_key(ac[0])))
+    return tuple(sorted(((a, c) for a, c in form.items() if c != 0), key=_atom_key))
 
 
 def _add(a: dict, frozen: tuple) -> dict:
@@ -78,6 +111,8 @@ class Dominance:
         self._hi = {s.symbol: s.max for s in symbols.values()}
         self._bounds: dict = {}
         self._geq: dict = {}
+        self._proved: dict = {}  # frozen difference -> proved >= 0
+        self._pairs: dict = {}  # (difference, difference) -> dominated by the max of the pair
 
     def bounds(self, atom) -> tuple[float, float]:
         hit = self._bounds.get(atom)
@@ -111,14 +146,54 @@ class Dominance:
         return hit
 
     def dominates(self, a: tuple, b: tuple) -> bool:
-        """Prove a - b >= 0: cancel each negative atom against larger positive atoms, split ceil(log2(x*y))
-        into ceil(log2 x) + ceil(log2 y) (an upper bound), and bound what is left by the Dims' ranges."""
-        diff = dict(a)
-        for atom, c in b:
-            diff[atom] = diff.get(atom, 0) - c
+        """Prove a - b >= 0 for every size in range (memoised on a - b, which adding the same step to both
+        forms leaves unchanged, so a chain of layers asks the same questions)."""
+        return self.nonnegative(_difference(a, b))
+
+    def dominated_by_pair(self, f: tuple, g: tuple, h: tuple) -> bool:
+        """Prove f <= max(g, h): f <= l*g + (1 - l)*h for some 0 < l < 1, which is at most max(g, h).
+
+        Middle paths (k*A + c - 8*k for k between two others) are on no size's critical path alone; this keeps
+        a chain of stages that each offer a choice of such paths from multiplying them. l is tried at the
+        values that cancel one atom of the two differences."""
+        d1, d2 = _difference(g, f), _difference(h, f)
+        key = (d1, d2) if hash(d1) <= hash(d2) else (d2, d1)
+        hit = self._pairs.get(key)
+        if hit is not None:
+            return hit
+        one, two = dict(d1), dict(d2)
+        lambdas = set()
+        for atom in set(one) | set(two):
+            x, y = one.get(atom, 0), two.get(atom, 0)
+            if (x < 0 < y) or (y < 0 < x):
+                lam = Fraction(y) / (Fraction(y) - Fraction(x))
+                if 0 < lam < 1:
+                    lambdas.add(lam)
+        hit = False
+        for lam in sorted(lambdas)[:4]:
+            combo = {a: lam * one.get(a, 0) + (1 - lam) * two.get(a, 0) for a in set(one) | set(two)}
+            if self.nonnegative(_freeze(combo)):
+                hit = True
+                break
+        self._pairs[key] = hit
+        return hit
+
+    def nonnegative(self, diff: tuple) -> bool:
+        """Prove a linear form (a difference of depths, as a frozen tuple) >= 0 for every size in range."""
+        hit = self._proved.get(diff)
+        if hit is None:
+            hit = self._proved[diff] = self._prove(diff)
+        return hit
+
+    def _prove(self, frozen: tuple) -> bool:
+        """Cancel each negative atom against larger positive atoms, split ceil(log2(x*y)) into ceil(log2 x) +
+        ceil(log2 y) (an upper bound), and bound what is left by the Dims' ranges."""
+        diff = dict(frozen)
         lower = Fraction(diff.pop(ONE, 0))
         pos = {k: v for k, v in diff.items() if v > 0}
         negative = [(atom, -c) for atom, c in diff.items() if c < 0]
+        if not negative and lower >= 0:
+            return True
         while negative:
             atom, need = negative.pop()
             for p in list(pos):
@@ -143,6 +218,14 @@ class Dominance:
         for atom, c in pos.items():
             lower += c * Fraction(self.bounds(atom)[0])
         return lower >= 0
+
+
+def _difference(a: tuple, b: tuple) -> tuple:
+    """a - b as a frozen form."""
+    diff = dict(a)
+    for atom, c in b:
+        diff[atom] = diff.get(atom, 0) - c
+    return _freeze(diff)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -183,34 +266,64 @@ def _monomial_ratio(a, b) -> bool:
     return True
 
 
+HULL_AT = 3  # frontiers larger than this also drop the paths that are at most the max of two others
+
+
 def prune(entries: list, dom: Dominance) -> list:
-    """Keep the entries whose form no other entry's form dominates (ties keep the first)."""
+    """Keep the entries whose form no other entry's form dominates (ties keep the first), nor the max of two others."""
     if len(entries) <= 1:
         return entries
-    unique = []
-    seen = set()
+    kept: list = []
     for e in entries:
-        if id(e) in seen:
-            continue
-        seen.add(id(e))
-        unique.append(e)
-    kept = []
-    for i, e in enumerate(unique):
-        dominated = False
-        for j, other in enumerate(unique):
-            if i == j:
-                continue
-            if other.form == e.form:
-                if j < i:
-                    dominated = True
-                    break
-                continue
-            if dom.dominates(other.form, e.form):
-                dominated = True
-                break
-        if not dominated:
-            kept.append(e)
+        kept = _insert(kept, e, dom)
     return kept
+
+
+def merge(groups: list, dom: Dominance) -> list:
+    """The union of frontiers that are each pruned already: entries are compared across groups only.
+
+    Groups that are the same list (two inputs of a node reached by the same paths) count once."""
+    distinct, seen = [], set()
+    for g in groups:
+        if id(g) not in seen and g:
+            seen.add(id(g))
+            distinct.append(g)
+    if not distinct:
+        return []
+    kept = distinct[0]
+    for group in distinct[1:]:
+        members = {id(e) for e in kept}
+        forms = {e.form for e in kept}
+        for e in group:
+            if id(e) not in members and e.form not in forms:
+                kept = _insert(kept, e, dom)
+                forms.add(e.form)
+    return kept
+
+
+def _insert(kept: list, e, dom: Dominance) -> list:
+    """kept (pruned) plus e, pruned again: e is dropped when kept covers it (one entry, or two once the
+    frontier is larger than HULL_AT); kept entries that e (with another) covers are dropped."""
+    f = e.form
+    for k in kept:
+        if k.form == f or dom.dominates(k.form, f):
+            return kept
+    survivors = [k for k in kept if not dom.dominates(f, k.form)]
+    if len(survivors) >= HULL_AT:
+        n = len(survivors)
+        for i in range(n):
+            for j in range(i + 1, n):
+                if dom.dominated_by_pair(f, survivors[i].form, survivors[j].form):
+                    return survivors if len(survivors) != len(kept) else kept
+        i = 0
+        while i < len(survivors):  # one at a time: what covers a dropped entry stays
+            k = survivors[i]
+            if any(dom.dominated_by_pair(k.form, f, o.form) for o in survivors if o is not k):
+                survivors.pop(i)
+            else:
+                i += 1
+    survivors.append(e)
+    return survivors
 
 
 class Entry:

@@ -17,7 +17,7 @@ from depthscope.cost.registry import FREE_OPS, USER_RULES, OpCall, TensorMeta, a
 from depthscope.cost.value import FREE, Cost
 from depthscope.engine.control_flow import HOP_HANDLERS
 from depthscope.engine.nodes import NodeCost, Outputs, module_of
-from depthscope.engine.paths import ROOT, Dominance, Entry, add_forms, forms_of, prune, to_expr
+from depthscope.engine.paths import ROOT, Dominance, Entry, add_forms, forms_of, merge, prune, to_expr
 from depthscope.errors import DepthscopeError, InputError, RuleError
 
 def _is_tensor(v) -> bool:
@@ -123,13 +123,15 @@ class Walker:
         self.unknowns: list[tuple[str, str]] = []
 
     def inputs_frontier(self, node, frontier) -> list:
-        entries = []
+        """The longest paths reaching any input of node: the inputs' frontiers (each pruned) merged."""
+        groups = []
         for i in node.all_input_nodes:
             f = frontier.get(i, [ROOT])
             if isinstance(f, Outputs):
-                f = [e for part in f for e in part]
-            entries.extend(f)
-        return prune(entries, self.dom) or [ROOT]
+                groups.extend(f)
+            else:
+                groups.append(f)
+        return merge(groups, self.dom) or [ROOT]
 
     def walk(self, gm, args_frontiers: list | None = None, prefix: str = "", records: list | None = None) -> list:
         """Cost gm's nodes into `records` (default: the report's) and return one frontier per graph output."""
@@ -156,9 +158,9 @@ class Walker:
     def frontier_of(self, value, frontier) -> list:
         if isinstance(value, torch.fx.Node):
             f = frontier.get(value, [ROOT])
-            return prune([e for part in f for e in part], self.dom) if isinstance(f, Outputs) else f
+            return (merge(list(f), self.dom) or [ROOT]) if isinstance(f, Outputs) else f
         if isinstance(value, (list, tuple)):
-            return prune([e for v in value for e in self.frontier_of(v, frontier)], self.dom) or [ROOT]
+            return merge([self.frontier_of(v, frontier) for v in value], self.dom) or [ROOT]
         return [ROOT]
 
     def visit(self, node, frontier, gm, prefix, records):
@@ -188,7 +190,12 @@ class Walker:
         if cost.depth == 0:
             return merged
         own_forms = forms_of(cost.depth)
-        return prune([Entry(add_forms(e.form, own), node, own, e) for e in merged for own in own_forms], self.dom)
+        if len(own_forms) == 1:
+            # adding one step to every path keeps which paths dominate which: no comparison needed
+            own = own_forms[0]
+            return [Entry(add_forms(e.form, own), node, own, e) for e in merged]
+        own_forms = [e.form for e in prune([Entry(f) for f in own_forms], self.dom)]
+        return merge([[Entry(add_forms(e.form, own), node, own, e) for e in merged] for own in own_forms], self.dom)
 
     # -- subgraphs -----------------------------------------------------------------------------
 
@@ -203,7 +210,7 @@ class Walker:
         """Work, FLOPs and depth forms of one run of a subgraph, on its own (every input ready at time 0)."""
         scratch: list = []
         outs = self.walk(sub, None, prefix, scratch)
-        final = prune([e for f in outs for e in f], self.dom) or [ROOT]
+        final = merge(outs, self.dom) or [ROOT]
         work = sympy.Add(*[r.cost.work for r in scratch])
         flops = sympy.Add(*[r.cost.flops for r in scratch])
         return Cost(work, 0, flops), [e.form for e in final]
@@ -234,7 +241,7 @@ def walk_captured(captured: Captured, rules: dict | None = None) -> Walked:
     with gc_paused():
         walker = Walker(captured, rules)
         outputs = walker.walk(walker.gm)
-        final = prune([e for f in outputs for e in f], walker.dom) or [ROOT]
+        final = merge(outputs, walker.dom) or [ROOT]
         return Walked(captured, walker.records, walker.record_of, final, walker.dom, list(walker.unknowns))
 
 
