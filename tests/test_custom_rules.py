@@ -259,3 +259,70 @@ def test_cli_invalid_user_rule_is_exit_2_naming_rule_and_node(tmp_path, capsys, 
     assert code == 2, err
     assert "twice_cost" in err and "node twice" in err
     assert "Traceback" not in err
+
+
+# ---------------------------------------------------------------------------------------------
+# Hostile results: negative only somewhere in the range, objects that dodge Cost's conversion
+
+
+class _SneakyCost(depthscope.Cost):
+    """A Cost whose fields are set after construction, past its conversion to sympy."""
+
+
+def _sneaky(work, depth):
+    cost = _SneakyCost(1, 1)
+    object.__setattr__(cost, "work", work)
+    object.__setattr__(cost, "depth", depth)
+    return cost
+
+
+@pytest.mark.parametrize("make, fragment", [
+    (lambda x: (10**7 - x.shape[-1], 1), "negative"),            # negative only for n > 10^7
+    (lambda x: (x.numel, (x.shape[-1] - 5) * (x.shape[-1] - 7)), "negative"),  # negative only at n = 6
+    (lambda x: _sneaky(x.numel, 2.5), "float"),
+    (lambda x: _sneaky("n", 1), "not a sympy expression"),
+    (lambda x: _sneaky(x.numel, sympy.Piecewise((1, x.shape[-1] > 3), (2, True))), "Piecewise"),
+], ids=["negative-beyond-1e7", "negative-between-samples", "float-set-after", "string-set-after", "piecewise"])
+def test_hostile_results_are_refused(make, fragment):
+    with pytest.raises(depthscope.InputError, match=fragment):
+        _analyze(rules={segment_sum: lambda call: make(call.args[0])})
+
+
+def test_non_negative_differences_pass():
+    report = _analyze(rules={segment_sum: lambda call: (sympy.Max(call.args[0].shape[-1] - 100, 0) + 1, 1)})
+    assert report.evaluate(n=500)["work"] == 401 + 3
+
+
+class InPlaceRelu(torch.nn.Module):
+    def forward(self, x):
+        return torch.relu_(x * 2)
+
+
+def test_override_of_the_functional_op_applies_to_its_in_place_variant():
+    args = (InPlaceRelu(), (torch.randn(3, 8),))
+    shapes = {"x": {1: Dim("n")}}
+    plain = depthscope.analyze(*args, dynamic_shapes=shapes)
+    assert plain.unmodeled == () and plain.depth == 2
+    report = depthscope.analyze(*args, dynamic_shapes=shapes, rules={"aten::relu": lambda call: (call.out.numel, 5)})
+    assert report.depth == 6
+
+
+def test_invalid_override_on_an_in_place_op_names_it():
+    args = (InPlaceRelu(), (torch.randn(3, 8),))
+    with pytest.raises(depthscope.InputError, match=r"custom rule .* for aten\.relu_\.default \(node relu_\)"):
+        depthscope.analyze(*args, dynamic_shapes={"x": {1: Dim("n")}},
+                           rules={torch.ops.aten.relu.default: lambda call: (1, sympy.sqrt(2))})
+
+
+@torch.library.custom_op("depthscope_rules_test::bump_", mutates_args=("x",))
+def bump_(x: torch.Tensor) -> None:
+    x.add_(1)
+
+
+def test_a_mutating_custom_op_without_functional_twin_can_have_a_rule():
+    fn = depthscope.rule(bump_, work="numel", depth="1")(lambda call: (call.args[0].numel, 1))
+    try:
+        assert RULES[torch.ops.depthscope_rules_test.bump_.default] is fn
+    finally:
+        RULES.pop(torch.ops.depthscope_rules_test.bump_.default, None)
+        USER_RULES.discard(fn)

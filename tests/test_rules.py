@@ -1325,9 +1325,9 @@ SCATTER_CASES = [
     case("index_copy-plain", aten.index_copy.default, (_TABLE, 0, _IDX1, _ROWS), {}, m * d + n * d, 2),
     case("scatter-reduce-add", aten.scatter.reduce, (_SELF, 1, _IDX, _SRC), {"reduce": "add"},
          b * m + b * n, 2 + lg(n)),
-    case("scatter-reduce-multiply", aten.scatter.reduce, (_SELF, 1, _IDX, _SRC, "multiply"), {},
+    case("scatter-reduce-multiply", aten.scatter.reduce, (_SELF, 1, _IDX, _SRC), {"reduce": "multiply"},
          b * m + b * n, 2 + lg(n)),
-    case("scatter-value-reduce", aten.scatter.value_reduce, (_SELF, 1, _IDX, 2.0, "add"), {},
+    case("scatter-value-reduce", aten.scatter.value_reduce, (_SELF, 1, _IDX, 2.0), {"reduce": "add"},
          b * m + b * n, 2 + lg(n)),
     # along dim 0 the colliding sources are the index's rows
     case("scatter_add-dim0", aten.scatter_add.default, (T(m, b), 0, T(n, b), T(n, b)), {}, m * b + n * b, 2 + lg(n)),
@@ -1363,7 +1363,8 @@ def test_scatters(op, args, kwargs, work, depth):
 
 @pytest.mark.parametrize("inplace, functional", [
     (aten.scatter_.reduce, aten.scatter.reduce), (aten.scatter_reduce_.two, aten.scatter_reduce.two),
-    (aten.index_reduce_.default, aten.index_reduce.default), (aten.masked_scatter_.default, aten.masked_scatter.default),
+    (aten.index_reduce_.default, aten.index_reduce.default),
+    (aten.masked_scatter_.default, aten.masked_scatter.default),
     (aten.index_fill_.int_Scalar, aten.index_fill.int_Scalar),
 ])
 def test_in_place_scatters_take_the_functional_rule(inplace, functional):

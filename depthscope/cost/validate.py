@@ -8,7 +8,8 @@ A part of a cost is valid when it is a sympy expression built from
   `ceiling(log(x)/log(2))` (what `clog2` builds) or `floor(log(x)/log(2))` (x may be a product: sympy writes
   ceil(log2(3 n)) as `ceiling(log(n)/log(2) + log(3)/log(2))`),
 and is non-negative: when it has a negative number anywhere (`n - 1`), it is evaluated exactly at sizes across
-each symbol's range, and a negative value there is an error.
+each symbol's range (the 17 smallest, then up to 10^12, all symbols together and each alone at its largest), and
+a negative or infinite value there is an error. (Sampling: a negative value only between the samples is missed.)
 """
 
 from __future__ import annotations
@@ -137,7 +138,7 @@ def _log2_of(e):
 
 def _samples(lo: int, hi: int | None) -> list[int]:
     lo = max(int(lo), 1)
-    points = {lo, lo + 1, lo + 2, lo + 7, 2 * lo + 1, max(lo, 1000), max(lo, 1023), max(lo, 10**6)}
+    points = set(range(lo, lo + 17)) | {2 * lo + 1, max(lo, 1000), max(lo, 1023), max(lo, 10**6), max(lo, 10**12)}
     return sorted(p for p in points if hi is None or p <= hi) or [lo]
 
 
