@@ -71,8 +71,30 @@ def _deadline_text() -> str:
     return f"--timeout {seconds:g} s reached while {running}; stopped"
 
 
+_deferred = {"depth": 0, "pending": False}
+
+
 def _on_alarm(signum, frame):
+    if _deferred["depth"]:
+        _deferred["pending"] = True
+        return
     raise DeadlineReached(_deadline_text())
+
+
+@contextlib.contextmanager
+def alarm_deferred():
+    """The deadline waits until the block is done (the guard swapping stdout and the exits), then fires.
+
+    (Blocking SIGALRM would not do: Python runs its handlers in the main thread whichever thread the kernel
+    delivered the signal to.)"""
+    _deferred["depth"] += 1
+    try:
+        yield
+    finally:
+        _deferred["depth"] -= 1
+    if not _deferred["depth"] and _deferred["pending"]:
+        _deferred["pending"] = False
+        raise DeadlineReached(_deadline_text())
 
 
 def start_deadline(seconds: float, command: str | None = None) -> None:
@@ -105,6 +127,7 @@ def start_deadline(seconds: float, command: str | None = None) -> None:
 
 
 def stop_deadline() -> None:
+    _deferred["pending"] = False
     if _clock["alarm"] is not None:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, _clock["alarm"])

@@ -24,7 +24,7 @@ import sys
 import threading
 import traceback
 
-from depthscope.clock import DeadlineReached, activity
+from depthscope.clock import DeadlineReached, activity, alarm_deferred
 from depthscope.errors import InputError
 
 _REAL_EXIT = os._exit
@@ -220,20 +220,6 @@ def _stopped(exc, abspath, shown, what, did) -> str:
 
 
 @contextlib.contextmanager
-def _alarm_blocked():
-    """SIGALRM (--timeout) waits while stdout and the exits are swapped, so they are never left half done."""
-    block = getattr(signal, "pthread_sigmask", None)
-    if block is None or not hasattr(signal, "SIGALRM"):
-        yield
-        return
-    old = block(signal.SIG_BLOCK, {signal.SIGALRM})
-    try:
-        yield
-    finally:
-        block(signal.SIG_SETMASK, old)
-
-
-@contextlib.contextmanager
 def user_code(what: str, shown: str, abspath: str | None = None):
     """Run a stretch of the model file's code (`what`: "importing", "exporting", "calling `model()` of"...).
 
@@ -243,7 +229,7 @@ def user_code(what: str, shown: str, abspath: str | None = None):
     global _depth
     outer = _depth == 0
     if outer:
-        with _alarm_blocked():
+        with alarm_deferred():
             saved = _enter()
     _depth += 1
     _model["shown"] = shown
@@ -266,7 +252,7 @@ def user_code(what: str, shown: str, abspath: str | None = None):
     finally:
         _depth -= 1
         if outer:
-            with _alarm_blocked():
+            with alarm_deferred():
                 _leave(saved)
 
 

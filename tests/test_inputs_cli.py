@@ -200,11 +200,13 @@ def test_timeout_during_validate_timing(write_model, capsys):
 
 
 def test_a_model_that_swallows_the_timeout_is_still_stopped(tmp_path):
-    """A model catching BaseException keeps the main thread: the CLI process ends itself, exit 2, a few seconds
-    after the deadline."""
+    """A model that keeps the main thread (SIGALRM blocked, a catch-all loop, C code): the CLI process ends
+    itself, exit 2, a few seconds after the deadline."""
     path = tmp_path / "stubborn.py"
-    path.write_text(slow(forward="while True:\n            try:\n                while True:\n                    pass\n"
-                                 "            except BaseException:\n                continue"))
+    # the model takes SIGALRM for itself and spins: only the watchdog can end it (deterministically, unlike a
+    # catch-all loop, which the alarm may hit between two of its tries)
+    path.write_text(slow(forward="import signal\n        signal.signal(signal.SIGALRM, lambda *args: None)\n"
+                                 "        while True:\n            pass"))
     start = time.monotonic()
     proc = subprocess.run([sys.executable, "-m", "depthscope", "analyze", str(path), "--timeout", "8"],
                           capture_output=True, text=True, timeout=120, env=dict(os.environ, PYTHONPATH=ROOT))
