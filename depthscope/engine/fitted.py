@@ -39,7 +39,7 @@ def ladder(info: SymbolInfo, count: int) -> list[int]:
     return out
 
 
-def between_sizes(info: SymbolInfo, rungs: list[int], count: int = 48) -> list[int]:
+def between_sizes(info: SymbolInfo, rungs: list[int], count: int = 64) -> list[int]:
     """Sizes in the symbol's range that are not powers of two, up to the top rung, in the order the fit uses them:
     just above and just below each power of two (where ceil(n/2^k) and floor(n/2^k) part from n/2^k), then
     spread out (every residue modulo small powers of two, so that rounded terms of every level are told apart)."""

@@ -41,8 +41,8 @@ def rounding_family(atoms: list, degree: int, logs: bool) -> list:
     out = [("div", (a,)) for a in atoms]
     if degree >= 2:
         out += [("div", pair) for pair in itertools.combinations_with_replacement(atoms, 2)]
-    if logs:
-        out += [("log-div", a) for a in atoms if a != (0, 0)]
+    if logs:  # coarsest first: of logarithms that agree along one symbol, the fit keeps the coarsest size
+        out += [("log-div", a) for a in sorted(atoms, key=lambda a: (-a[0], a[1])) if a != (0, 0)]
     return out
 
 
@@ -122,7 +122,7 @@ def basis_expr(basis_term: dict) -> sympy.Expr:
 def to_expr(basis: list[dict], coeffs: list[Fraction]) -> sympy.Expr:
     """sum(c * basis term) as a sympy expression."""
     terms = [sympy.Rational(c.numerator, c.denominator) * basis_expr(t) for t, c in zip(basis, coeffs) if c != 0]
-    return sympy.expand(sympy.Add(*terms))
+    return sympy.expand(sympy.Add(*terms), log=False)
 
 
 def smooth_equivalent(term):
