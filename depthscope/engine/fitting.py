@@ -13,7 +13,7 @@ import itertools
 
 import sympy
 
-from depthscope.engine.terms import (LOG_OF, SMOOTH, basis_value, ceil_atom, find_atoms, fits, floor_atom,
+from depthscope.engine.terms import (LOG_KINDS, LOG_OF, SMOOTH, basis_value, ceil_atom, find_atoms, fits, floor_atom,
                                      independent_columns, inner_value, is_rounding, rounding_family, smooth_equivalent,
                                      sparse_fit, switch_sizes, to_expr)
 from depthscope.errors import InputError
@@ -130,9 +130,12 @@ class FitState:
     def _smooth_or_refuse(self, metric, name, smooth) -> list:
         for mono, found in smooth.items():
             if found is None:
-                raise InputError(f"no sum of {name}**a * log2({name})**c terms (a <= 3, c <= 2, up to {MAX_TERMS} "
+                rounded = (f", nor any sum of floor(({name} + r)/2**k) terms, their products and logarithms at sizes "
+                           "between them" if self.rounding else "")
+                raise InputError(f"no sum of {name}**a * ceil(log2 {name})**c terms (a <= 3, c <= 2, up to {MAX_TERMS} "
                                  f"terms) fits {self.describe(metric, mono)} over {name} = "
-                                 f"{', '.join(map(str, self.ladders[name][:-1]))}; the fitted engine cannot describe it")
+                                 f"{', '.join(map(str, self.ladders[name][:-1]))}{rounded}; the fitted engine cannot "
+                                 "describe it")
         return sorted({t for s in smooth.values() for t in s})
 
     def _rounding_terms(self, metric, name, points, smooth) -> list | None:
@@ -196,10 +199,10 @@ class FitState:
         symbol's size they are not, so the joint fit tries each."""
         found = self.alternatives.setdefault((metric, name), set())
         for t in terms:
-            if t != replacing and t[0] != "log-div":
+            if t != replacing and t[0] not in LOG_KINDS:
                 continue
-            for atom in atoms:
-                other = ("log-div", atom)
+            for atom, kind in itertools.product(atoms, LOG_KINDS if t == replacing else (t[0],)):
+                other = (kind, atom)
                 if other in terms or other in found:
                     continue
                 basis = [{}] + [{name: other if x == t else x} for x in terms]
@@ -280,7 +283,7 @@ class FitState:
         pool = []
         if logs:  # where the logarithms of the sizes in the joint terms step, first
             lo, hi = min(self.ladders[name]), max(self.ladders[name] + self.between[name])
-            inners = [t[1] if t[0] == "log-div" else (0, 0) for t in logs]
+            inners = [t[1] if t[0] in LOG_KINDS else (0, 0) for t in logs]
             lists = [switch_sizes(a, lo, hi) for a in inners]
             pool = [v for group in itertools.zip_longest(*lists) for v in group if v is not None]
         pool += sorted(v for v in design if v & (v - 1) and v not in pool)  # then other sizes between powers of two
@@ -357,13 +360,14 @@ def joint_logs(per_name: dict, alternatives: dict) -> list[dict]:
     if len(out) <= MAX_JOINT_LOGS:
         return out
     out = [{LOG_OF: tuple((n, (0, 1)) for n in names if (0, 1) in logs[n])}] if sum((0, 1) in logs[n] for n in names) > 1 else []
-    atoms = sorted({t[1] for ts in logs.values() for t in ts if t[0] == "log-div"}, key=lambda a: (-a[0], a[1]))
+    atoms = sorted({t[1] for ts in logs.values() for t in ts if t[0] in LOG_KINDS}, key=lambda a: (-a[0], a[1]))
     plain = [n for n in names if (0, 1) in logs[n]]
     for atom in atoms:
-        having = [n for n in names if ("log-div", atom) in logs[n]]
+        having = {n: next(t for t in logs[n] if t[0] in LOG_KINDS and t[1] == atom) for n in names
+                  if any(t[0] in LOG_KINDS and t[1] == atom for t in logs[n])}
         for extra in ([], plain):
             members = [n for n in names if n in having or n in extra]
-            term = {LOG_OF: tuple((n, ("log-div", atom) if n in having else (0, 1)) for n in members)}
+            term = {LOG_OF: tuple((n, having.get(n, (0, 1))) for n in members)}
             if len(members) >= 2 and term not in out:
                 out.append(term)
     return out[:2 * MAX_JOINT_LOGS]

@@ -6,7 +6,8 @@ A per-symbol term is one of
 - `("div", ((k, r), ...))`: a product of one or two sizes floor((v + r) / 2**k): what strided convolutions and
   poolings make of a size (floor((v - 1)/2) + 1 = floor((v + 1)/2) = ceil(v/2), a 2x2 pool floor(v/2), one after
   the other floor((floor((v + 1)/2) + 1)/2) = floor((v + 3)/4), ...; (0, 0) is v itself);
-- `("log-div", (k, r))`: ceil(log2 floor((v + r) / 2**k)): a reduction over such a size.
+- `("log-div", (k, r))`: ceil(log2 floor((v + r) / 2**k)): a reduction over such a size; `("log-sq", (k, r))`:
+  ceil(log2 floor((v + r) / 2**k)**2), a reduction over a square of it (one Dim for both sides of an image).
 
 Every term is evaluated with integer arithmetic (bit lengths, shifts), so the fit is exact at every size, not only
 at powers of two. A basis term is a product {name: term}; the key `LOG_OF` holds a joint term
@@ -24,6 +25,7 @@ import sympy
 from depthscope.symbols import clog2, ilog2_ceil, size_symbol
 
 LOG_OF = "log of"  # basis-term key of a joint ceil(log2(product)) term: ((name, inner term), ...)
+LOG_KINDS = ("log-div", "log-sq")
 SMOOTH = [(1, 0), (0, 1), (2, 0), (1, 1), (0, 2), (3, 0), (2, 1), (1, 2)]  # simplest first
 
 
@@ -42,7 +44,8 @@ def rounding_family(atoms: list, degree: int, logs: bool) -> list:
     if degree >= 2:
         out += [("div", pair) for pair in itertools.combinations_with_replacement(atoms, 2)]
     if logs:  # coarsest first: of logarithms that agree along one symbol, the fit keeps the coarsest size
-        out += [("log-div", a) for a in sorted(atoms, key=lambda a: (-a[0], a[1])) if a != (0, 0)]
+        coarse_first = sorted(atoms, key=lambda a: (-a[0], a[1]))
+        out += [("log-div", a) for a in coarse_first if a != (0, 0)] + [("log-sq", a) for a in coarse_first]
     return out
 
 
@@ -56,8 +59,8 @@ def term_value(term, v: int) -> int:
     if not isinstance(term[0], str):
         a, c = term
         return v**a * ilog2_ceil(v) ** c
-    if term[0] == "log-div":
-        inner = atom_value(term[1], v)
+    if term[0] in LOG_KINDS:
+        inner = inner_value(term, v)
         return ilog2_ceil(inner) if inner > 0 else 0
     out = 1
     for atom in term[1]:
@@ -71,6 +74,8 @@ def inner_value(term, v: int) -> int | None:
         return v
     if term[0] == "log-div":
         return atom_value(term[1], v)
+    if term[0] == "log-sq":
+        return atom_value(term[1], v) ** 2
     return None
 
 
@@ -100,13 +105,15 @@ def term_expr(term, s: sympy.Symbol) -> sympy.Expr:
     if not isinstance(term[0], str):
         a, c = term
         return s**a * clog2(s) ** c
-    if term[0] == "log-div":
-        return clog2(atom_expr(term[1], s))
+    if term[0] in LOG_KINDS:
+        return clog2(_inner_expr(term, s))
     return sympy.Mul(*[atom_expr(a, s) for a in term[1]])
 
 
 def _inner_expr(term, s: sympy.Symbol) -> sympy.Expr:
-    return s if term == (0, 1) else atom_expr(term[1], s)
+    if term == (0, 1):
+        return s
+    return atom_expr(term[1], s) ** (2 if term[0] == "log-sq" else 1)
 
 
 def basis_expr(basis_term: dict) -> sympy.Expr:
@@ -129,7 +136,7 @@ def smooth_equivalent(term):
     """The smooth term a rounded term equals at large powers of two (floor((v + r)/2**k) -> v/2**k)."""
     if not isinstance(term[0], str):
         return term
-    if term[0] == "log-div":
+    if term[0] in LOG_KINDS:
         return (0, 1)
     return (len(term[1]), 0)
 
