@@ -45,7 +45,10 @@ def test_single_head_attention_in_d(write_model):
     # hand count: 3 projections 2*b*n*d*d, scores 2*b*n*n*d, scale b*n*n, softmax 5*b*n*n, times V 2*b*n*n*d
     assert sympy.expand(report.work - (6 * b * n * d**2 + 4 * b * n**2 * d + 6 * b * n**2)) == 0
     # projection 1 + log2 d, scores 1 + log2 d, scale 1, softmax 2 ceil(log2 n) + 3, times V 1 + ceil(log2 n)
-    assert sympy.expand(report.depth - (2 * sympy.log(d) / LOG2 + 3 * clog2(n) + 7)) == 0
+    assert sympy.expand(report.depth - (2 * clog2(d) + 3 * clog2(n) + 7)) == 0
+    # held out between powers of two too (3 * 2**j keeps widths divisible), where ceil(log2 d) != log2 d
+    assert any(h["d"] & (h["d"] - 1) for h in report.fit.heldout)
+    assert report.evaluate(b=2, n=10, d=48)["depth"] == 2 * 6 + 3 * 4 + 7
 
 
 class Block(nn.Module):

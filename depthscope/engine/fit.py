@@ -1,14 +1,18 @@
-"""Sweep and fit: exact counts at a ladder of sizes, fitted exactly as sums of size**a * log2(size)**c.
+"""Sweep and fit: exact counts at chosen sizes, fitted exactly as sums of terms that are integers at every size.
 
 One loop serves both fitted engines: fitted Dims (the whole count is one coefficient) and fitted hyperparameters
 (each coefficient of a formula that is symbolic in the Dims). Per symbol, the smallest set of terms that reproduces
-a one-dimensional sweep is chosen; then the products of those terms are solved jointly on a grid, in rational
-arithmetic, and checked on sizes held out of the fit. Sizes are powers of two, where ceil(log2 n) = log2 n.
+a one-dimensional sweep is chosen: first v**a * ceil(log2 v)**c from powers of two, confirmed at sizes between them;
+where those disagree (strided convolutions and poolings make ceil(v/2**k) and floor(v/2**k) sizes), the floor and
+ceiling terms of engine/terms.py are fitted from sizes between powers of two. Then the products of those terms (and
+the logarithm of products, for a reduction over sizes of several symbols) are solved jointly on a grid, in rational
+arithmetic, and checked at held-out sizes: the top power of two of each symbol, and sizes between powers of two
+that no fit used, each symbol alone and all together. A formula that is not an integer at an integer size, or that
+misses a held-out size, makes the result approximate, as does a metric that only powers of two could fit.
 """
 
 from __future__ import annotations
 
-import itertools
 import time
 from dataclasses import dataclass
 from fractions import Fraction
@@ -16,112 +20,15 @@ from typing import Callable
 
 import sympy
 
+from depthscope.engine.fitting import (CANDIDATES, MAX_TERMS, SHAPES, FitState, OutOfExactTime,  # noqa: F401
+                                       detect_terms)
+from depthscope.engine.terms import fits, is_rounding  # noqa: F401 - fits: the fit's exact solve, for callers
 from depthscope.errors import InputError
-from depthscope.symbols import size_symbol
+from depthscope.symbols import evaluate, size_symbol
 
-LOG2 = sympy.log(2)
 METRICS = ("work", "depth", "flops")
-# Per-symbol candidate terms (power of size, power of log2 size), simplest first.
-CANDIDATES = [(1, 0), (0, 1), (2, 0), (1, 1), (0, 2), (3, 0), (2, 1), (1, 2)]
-MAX_TERMS = 3  # terms per symbol besides the constant
-
 Coefficients = dict  # {monomial in the exact symbols (1 for a plain count): Fraction}
 Measure = Callable[[dict], dict]  # sizes -> {metric: Coefficients}
-
-
-def term_value(term, v: int) -> Fraction:
-    """v**a * log2(v)**c for term (a, c); log2 v exact at the powers of two the ladders use."""
-    a, c = term
-    return Fraction(v) ** a * Fraction(v.bit_length() - 1) ** c
-
-
-def basis_value(basis_term: dict, sizes: dict[str, int]) -> Fraction:
-    """A basis term {name: (a, c)} evaluated at sizes."""
-    out = Fraction(1)
-    for name, term in basis_term.items():
-        out *= term_value(term, sizes[name])
-    return out
-
-
-def solve(rows: list[list[Fraction]], rhs: list[Fraction]) -> list[Fraction] | None:
-    """Exact least-squares-free solve of a square (or tall, first-n rows independent) system; None if singular."""
-    n = len(rows[0])
-    # pick n independent rows greedily by Gaussian elimination
-    m = [list(r) + [y] for r, y in zip(rows, rhs)]
-    chosen: list[list[Fraction]] = []
-    for row in m:
-        candidate = chosen + [row]
-        if rank(candidate, n) == len(candidate):
-            chosen = candidate
-        if len(chosen) == n:
-            break
-    if len(chosen) < n:
-        return None
-    a = [r[:] for r in chosen]
-    for col in range(n):
-        pivot = next((r for r in range(col, n) if a[r][col] != 0), None)
-        if pivot is None:
-            return None
-        a[col], a[pivot] = a[pivot], a[col]
-        for r in range(n):
-            if r != col and a[r][col] != 0:
-                f = a[r][col] / a[col][col]
-                a[r] = [x - f * y for x, y in zip(a[r], a[col])]
-    return [a[i][n] / a[i][i] for i in range(n)]
-
-
-def rank(rows, n) -> int:
-    a = [r[:n] for r in rows]
-    rank = 0
-    for col in range(n):
-        pivot = next((r for r in range(rank, len(a)) if a[r][col] != 0), None)
-        if pivot is None:
-            continue
-        a[rank], a[pivot] = a[pivot], a[rank]
-        for r in range(len(a)):
-            if r != rank and a[r][col] != 0:
-                f = a[r][col] / a[rank][col]
-                a[r] = [x - f * y for x, y in zip(a[r], a[rank])]
-        rank += 1
-    return rank
-
-
-def fits(basis: list[dict], points: list[tuple[dict, int]]) -> list[Fraction] | None:
-    """Coefficients of `basis` that reproduce every point exactly, or None."""
-    rows = [[basis_value(t, s) for t in basis] for s, _ in points]
-    coeffs = solve(rows, [Fraction(y) for _, y in points])
-    if coeffs is None:
-        return None
-    for row, (_, y) in zip(rows, points):
-        if sum(c * x for c, x in zip(coeffs, row)) != y:
-            return None
-    return coeffs
-
-
-def detect_terms(name: str, points: list[tuple[dict, int]]) -> list[tuple] | None:
-    """The smallest set of per-symbol terms that fits a 1-D sweep exactly (constant always included)."""
-    for k in range(0, MAX_TERMS + 1):
-        for subset in itertools.combinations(CANDIDATES, k):
-            basis = [{}] + [{name: t} for t in subset]
-            if len(points) < len(basis) + 1:
-                continue
-            if fits(basis, points) is not None:
-                return list(subset)
-    return None
-
-
-def to_expr(basis: list[dict], coeffs: list[Fraction]) -> sympy.Expr:
-    """sum(c * prod(name**a * log2(name)**c)) as a sympy expression."""
-    terms = []
-    for term, c in zip(basis, coeffs):
-        if c == 0:
-            continue
-        factor = sympy.Rational(c.numerator, c.denominator)
-        for name, (a, lc) in term.items():
-            s = size_symbol(name)
-            factor *= s**a * (sympy.log(s) / LOG2) ** lc
-        terms.append(factor)
-    return sympy.expand(sympy.Add(*terms))
 
 
 @dataclass(frozen=True)
@@ -132,7 +39,16 @@ class Fitted:
     sizes: tuple
     heldout: tuple
     heldout_passed: bool
-    failures: tuple  # (sizes, metric, fitted value, measured value) where the held-out check failed
+    failures: tuple  # (sizes, metric, fitted value, measured value or None: not an integer)
+    notes: tuple = ()  # why a metric is approximate although no held-out size disagreed
+
+    @property
+    def exact(self) -> bool:
+        return self.heldout_passed and not self.notes
+
+
+class TimeUp(InputError):
+    """The sweep's time budget ran out."""
 
 
 class Sweep:
@@ -140,73 +56,134 @@ class Sweep:
 
     def __init__(self, measure: Measure, deadline: float, what: str):
         self.measure, self.deadline, self.what = measure, deadline, what
+        self.budget = max(0.0, deadline - time.perf_counter())
         self.cache: dict = {}
+        self.failed: dict = {}
+        self.seconds = 0.0
 
     def at(self, sizes: dict) -> dict:
         key = tuple(sorted(sizes.items()))
+        if key in self.failed:
+            raise self.failed[key]
         if key not in self.cache:
             if time.perf_counter() > self.deadline:
-                raise InputError(f"the {self.what} ran out of time before the sweep finished")
-            self.cache[key] = self.measure(dict(sizes))
+                raise TimeUp(f"the {self.what} ran out of time before the sweep finished")
+            start = time.perf_counter()
+            try:
+                self.cache[key] = self.measure(dict(sizes))
+            except TimeUp:
+                raise
+            except InputError as exc:
+                self.failed[key] = exc
+                raise
+            finally:
+                self.seconds += time.perf_counter() - start
         return self.cache[key]
+
+    def try_at(self, sizes: dict) -> dict | None:
+        """at(sizes), or None when the model cannot be analysed there (a size its code rejects)."""
+        try:
+            return self.at(sizes)
+        except TimeUp:
+            raise
+        except InputError:
+            return None
+
+    def mean_seconds(self) -> float:
+        return self.seconds / max(1, len(self.cache))
+
+    def left(self) -> float:
+        return self.deadline - time.perf_counter()
 
 
 def fit_sweep(names: list[str], ladders: dict[str, list[int]], base: dict[str, int], sweep: Sweep,
-              describe: Callable[[str, object], str]) -> Fitted:
+              describe: Callable[[str, object], str], between: dict[str, list[int]] | None = None,
+              rounding: bool = True) -> Fitted:
     """Fit every metric in `names` over their ladders (the top rung of each is held out).
 
+    `between[name]`: sizes that are not powers of two, in order of preference, to confirm the fit between powers
+    of two (and, with `rounding`, to fit floor/ceiling terms); the first that no fit used are held out.
     Each name is swept alone with the others at `base`; the chosen terms are then solved jointly on a grid.
     `describe(metric, monomial)` names what failed to fit in the error message.
     """
-    used: list[dict] = []
+    state = FitState(names, ladders, base, sweep, describe, between, rounding)
     formulas: dict = {}
     for metric in METRICS:
-        per_name: dict[str, list] = {}
-        for name in names:
-            points = []
-            for v in ladders[name][:-1]:
-                sizes = dict(base, **{name: v})
-                used.append(sizes)
-                points.append(({name: v}, sweep.at(sizes)[metric]))
-            terms: set = set()
-            for mono in set().union(*[set(c) for _, c in points]):
-                found = detect_terms(name, [(p, c.get(mono, 0)) for p, c in points])
-                if found is None:
-                    raise InputError(f"no sum of {name}**a * log2({name})**c terms (a <= 3, c <= 2, up to {MAX_TERMS} "
-                                     f"terms) fits {describe(metric, mono)} over {name} = "
-                                     f"{', '.join(map(str, ladders[name][:-1]))}; the fitted engine cannot describe it")
-                terms.update(found)
-            per_name[name] = sorted(terms)
-        basis = [{k: v for k, v in (item for item in combo if item)} for combo in
-                 itertools.product(*[[None] + [(n, t) for t in per_name[n]] for n in names])]
-        axes = {n: ladders[n][: len(per_name[n]) + 2] for n in names}
-        grid = [dict(base, **dict(zip(axes, combo))) for combo in itertools.product(*axes.values())]
-        used.extend(grid)
-        values = [(g, sweep.at(g)[metric]) for g in grid]
-        total = sympy.S.Zero
-        for mono in set().union(*[set(c) for _, c in values]):
-            coeffs = fits(basis, [(g, c.get(mono, 0)) for g, c in values])
-            if coeffs is None:
-                raise InputError(f"no product of the per-symbol terms fits {describe(metric, mono)} jointly in "
-                                 f"{', '.join(names)}; the fitted engine cannot describe it")
-            total += to_expr(basis, coeffs) * mono
-        formulas[metric] = sympy.expand(total)
+        per_name = {name: state.symbol_terms(metric, name) for name in names}
+        exact = rounding and any(is_rounding(t) or t == (0, 1) for ts in per_name.values() for t in ts)
+        try:
+            formula = state.joint(metric, per_name, exact) if exact else None
+        except OutOfExactTime:
+            formula = None
+            state.notes.append(f"the time budget ran out while fitting the {metric} jointly between powers of two; "
+                               "it is fitted at powers of two only")
+        if formula is None and exact and not any(metric in note for note in state.notes):
+            state.notes.append(f"no exact joint fit of the {metric} in {', '.join(names)} between powers of two "
+                               "(floor/ceiling and logarithm-of-product terms tried); it is fitted at powers of two only")
+        formulas[metric] = formula if formula is not None else state.joint(metric, per_name, False)
+    heldout, failures = _held_out(state, formulas)
+    unique = tuple(dict(t) for t in dict.fromkeys(tuple(sorted(u.items())) for u in state.used))
+    return Fitted(formulas, unique, tuple(heldout), not failures, tuple(failures), tuple(state.notes))
 
+
+def _held_out(state: FitState, formulas: dict) -> tuple[list, list]:
+    names, ladders, base = state.names, state.ladders, state.base
+    used = {tuple(sorted(u.items())) for u in state.used}
     heldout = [dict(base, **{n: ladders[n][-1]}) for n in names]
     if len(names) > 1:
         heldout.append(dict(base, **{n: ladders[n][-1] for n in names}))
+    picks: dict = {n: [] for n in names}
+    for n in names:  # sizes of each symbol alone that no fit used: where a logarithm steps, and between powers of two
+        for pool in (state.switches(n), state.reserved[n], state.between[n]):
+            for v in pool:
+                sizes = dict(base, **{n: v})
+                if v in picks[n] or tuple(sorted(sizes.items())) in used:
+                    continue
+                if state.sweep.try_at(sizes) is not None:
+                    picks[n].append(v)
+                    heldout.append(sizes)
+                    break
+        if not picks[n] and state.between[n]:
+            state.notes.append(f"no size of {n} between powers of two could be analysed "
+                               f"(tried {', '.join(map(str, state.between[n][:4]))}, ...): the formulas are only "
+                               "checked at powers of two")
+    if len(names) > 1:
+        for i in range(max(len(p) for p in picks.values())):  # all symbols off their ladders together
+            together = dict(base, **{n: p[min(i, len(p) - 1)] for n, p in picks.items() if p})
+            if state.sweep.try_at(together) is not None:
+                heldout.append(together)
     heldout = [h for i, h in enumerate(heldout) if h not in heldout[:i]]
     failures = []
     for sizes in heldout:
-        measured = sweep.at(sizes)
+        measured = state.sweep.at(sizes)
         subs = {size_symbol(n): sizes[n] for n in names}
         for metric in METRICS:
-            fitted = sympy.expand(formulas[metric].xreplace(subs))
+            fitted = sympy.expand(evaluate(formulas[metric], subs))
             truth = sympy.Add(*[sympy.Rational(c.numerator, c.denominator) * mono for mono, c in measured[metric].items()])
-            if sympy.expand(sympy.nsimplify(fitted) - truth) != 0:
+            if sympy.expand(fitted - truth) != 0:
                 failures.append((sizes, metric, fitted, truth))
-    unique = tuple(dict(t) for t in dict.fromkeys(tuple(sorted(u.items())) for u in used))
-    return Fitted(formulas, unique, tuple(heldout), not failures, tuple(failures))
+    failures.extend(_not_integers(state, formulas))
+    return heldout, failures
+
+
+def _not_integers(state: FitState, formulas: dict) -> list:
+    """Sizes (no measurement needed) where a fitted formula's coefficient of some monomial is not an integer."""
+    checks = []
+    for n in state.names:
+        lo = min(state.ladders[n])
+        for v in sorted(set(state.between[n][:6]) | set(range(lo, lo + 4))):
+            checks.append(dict(state.base, **{n: v}))
+    out = []
+    for sizes in checks:
+        subs = {size_symbol(n): sizes[n] for n in state.names}
+        for metric in METRICS:
+            value = sympy.expand(evaluate(formulas[metric], subs))
+            for term in sympy.Add.make_args(value):
+                coeff, _ = term.as_coeff_Mul()
+                if not coeff.is_Integer:
+                    out.append((sizes, metric, value, None))
+                    return out
+    return out
 
 
 def coefficients(expr: sympy.Expr, metric: str) -> Coefficients:
@@ -215,7 +192,7 @@ def coefficients(expr: sympy.Expr, metric: str) -> Coefficients:
         raise InputError(f"the model's {metric} is a Max of paths no size range orders; symbolic hyperparameters need "
                          "one closed form per build")
     out: dict = {}
-    for term in sympy.Add.make_args(sympy.expand(expr)):
+    for term in sympy.Add.make_args(sympy.expand(expr, log=False)):
         coeff, rest = term.as_coeff_Mul()
         if not coeff.is_Rational:
             raise InputError(f"cannot fit the {metric} term {term}: its coefficient is not rational")

@@ -3,8 +3,9 @@
 A model factory's integer keyword parameters (`def model(d: int = 64, layers: int = 2)`) cannot be export Dims
 (layers change the graph, widths change weight shapes). depthscope builds the model at powers-of-two values of
 each named hyperparameter, analyses each build symbolically in the Dims, and fits every coefficient of the
-resulting formulas as an exact sum of h^a * log2(h)^c terms (engine/fit.py; ceil(log2 h) = log2 h at powers of
-two), confirmed on held-out values. The Dims stay exact; the hyperparameters are labelled fitted.
+resulting formulas as an exact sum of h^a * ceil(log2 h)^c terms (engine/fit.py), confirmed on held-out values: the
+top power of two and values between powers of two (3 * 2^j, which keeps widths divisible by head counts). The Dims
+stay exact; the hyperparameters are labelled fitted.
 """
 
 from __future__ import annotations
@@ -28,6 +29,13 @@ def ladder(default: int) -> list[int]:
     while start * 8 <= default:
         start *= 2
     return [start << k for k in range(LADDER)]
+
+
+def between(rungs: list[int]) -> list[int]:
+    """Values between the powers of two of a ladder that keep its divisibility (3 * 2**j: 24, 48 for widths;
+    3, 6 for layer counts), smallest first: where ceil(log2 h) and log2 h part, for the held-out check."""
+    out = [3 * r // 2 for r in rungs[1:-1]] + ([3] if rungs[0] == 1 else [])
+    return sorted(set(v for v in out if v & (v - 1)))
 
 
 def hyper_defaults(ns: dict, path: str, names: list[str]) -> dict[str, int]:
@@ -59,8 +67,9 @@ def analyze_hyper(ns: dict, path: str, names: list[str], *, train: bool = False,
         return {m: coefficients(getattr(totals, m), m) for m in ("work", "depth", "flops")}
 
     sweep = Sweep(measure, start + budget_s, "hyperparameter sweep")
-    fitted = fit_sweep(names, {n: ladder(defaults[n]) for n in names}, defaults, sweep,
-                       lambda metric, mono: f"the coefficient of {mono} in the {metric}")
+    ladders = {n: ladder(defaults[n]) for n in names}
+    fitted = fit_sweep(names, ladders, defaults, sweep, lambda metric, mono: f"the coefficient of {mono} in the {metric}",
+                       {n: between(ladders[n]) for n in names}, rounding=False)
     walked = walk_at(dict(defaults))
     symbols = dict(walked.captured.symbols)
     for n in names:
