@@ -82,3 +82,9 @@ def test_no_module_imports_another_modules_private_names():
 def test_modules_stay_small():
     too_long = {name: n for name, path in modules().items() if (n := len(path.read_text().splitlines())) > MAX_LINES}
     assert not too_long, f"modules over {MAX_LINES} lines: {too_long}"
+
+
+def test_every_module_is_in_the_architecture_doc():
+    doc = (PACKAGE.parent / "docs" / "architecture.md").read_text()
+    missing = [name for name, path in modules().items() if path.name != "__main__.py" and f"`{name}`" not in doc]
+    assert not missing, f"modules not listed in docs/architecture.md: {missing}"
