@@ -142,7 +142,8 @@ def analyze(model, example_inputs=(), example_kwargs=None, dynamic_shapes=None, 
 # Sizes below a Dim's min: torch.export specialises sizes 0 and 1, so a Dim's range starts at 2 or more and
 # batch 1 is outside every formula; a second capture with that Dim static at the size counts it exactly.
 
-_CONCRETE: dict = {}  # id(subject.spec) -> {(fixed sizes, mode, engine, rules): Analysis}, emptied with the spec
+# id(model) -> {(inputs, fixed sizes, mode, engine, rules): (inputs, Analysis)}, emptied when the model is freed
+_CONCRETE: dict = {}
 
 
 def analysis_at(subject: Subject, analysis: Analysis, sizes: dict[str, int], *, rules=None, engine: str = "auto",
@@ -162,23 +163,26 @@ def analysis_at(subject: Subject, analysis: Analysis, sizes: dict[str, int], *, 
                              f"{name} a size in its range")
     if not dims - set(below):
         engine = "symbolic"  # no Dim left: one static capture, exact
-    key = (tuple(sorted(below.items())), analysis.mode, engine, tuple((str(k), id(v)) for k, v in (rules or {}).items()))
-    cache = _CONCRETE.get(id(subject.spec))
+    spec = subject.spec
+    inputs = (spec.example_inputs, spec.example_kwargs, spec.dynamic_shapes)  # kept with the entry: ids stay theirs
+    key = (tuple(map(id, inputs)), tuple(sorted(below.items())), analysis.mode, engine,
+           tuple((str(k), id(v)) for k, v in (rules or {}).items()))
+    cache = _CONCRETE.get(id(spec.model))
     if cache is None:
-        cache = _CONCRETE[id(subject.spec)] = {}
-        weakref.finalize(subject.spec, _CONCRETE.pop, id(subject.spec), None)
+        cache = _CONCRETE[id(spec.model)] = {}
+        weakref.finalize(spec.model, _CONCRETE.pop, id(spec.model), None)
     if key not in cache:
         try:
-            other = analyze_subject(replace(subject, fixed=key[0]), rules=rules, train=analysis.mode == "train",
+            other = analyze_subject(replace(subject, fixed=key[1]), rules=rules, train=analysis.mode == "train",
                                     engine=engine, on_fallback=on_fallback)
         except DepthscopeError as exc:
             if exc.exit_code != EXIT_USAGE:
                 raise
             raise InputError(f"{label} {where}, and the concrete capture at {label} failed: {exc}") from exc
         symbols = dict(other.symbols, **{k: SymbolInfo(k, v, v) for k, v in below.items()})
-        cache[key] = replace(other, symbols=MappingProxyType(dict(sorted(symbols.items()))),
-                             provenance=replace(other.provenance, concrete_at=below))
-    other = cache[key]
+        cache[key] = inputs, replace(other, symbols=MappingProxyType(dict(sorted(symbols.items()))),
+                                     provenance=replace(other.provenance, concrete_at=below))
+    other = cache[key][1]
     how = {"approximate": "approximate: see the report's reasons"}.get(other.exactness, other.exactness)
     return other, f"{label} {where}; evaluated by a concrete capture at {label} ({how})"
 
@@ -198,7 +202,24 @@ def _ranges(analysis: Analysis, below: dict[str, int]) -> str:
 
 def _with_concrete(subject: Subject, analysis: Analysis, **options) -> Analysis:
     """The library's Analysis: evaluate and the views take sizes below a Dim's min through analysis_at."""
-    return replace(analysis, concrete=functools.partial(analysis_at, subject, analysis, **options))
+    return replace(analysis, concrete=_WeakModel(subject, analysis, options))
+
+
+class _WeakModel:
+    """analysis_at for the library's Analysis, holding the model weakly: an Analysis never keeps its model alive."""
+
+    def __init__(self, subject: Subject, analysis: Analysis, options: dict):
+        self.model = weakref.ref(subject.spec.model)
+        self.shell = replace(subject, spec=replace(subject.spec, model=None))
+        self.analysis, self.options = analysis, options
+
+    def __call__(self, sizes: dict[str, int]) -> tuple[Analysis, str | None]:
+        model = self.model()
+        if model is None:
+            raise InputError("the model of this Analysis has been freed; keep a reference to it to evaluate sizes "
+                             "below a Dim's min (a concrete capture)")
+        subject = replace(self.shell, spec=replace(self.shell.spec, model=model))
+        return analysis_at(subject, self.analysis, sizes, **self.options)
 
 
 def normalize_rules(rules: dict | None) -> dict | None:

@@ -172,3 +172,21 @@ def test_sizes_that_cannot_be_evaluated_exit_2(source, at, fragment, write_model
     assert code == 2 and len(lines) == 1 and fragment in lines[0], err
     if source is FAILS_AT_1:
         assert "IndexError" in lines[0] and "model_file.py:6" in lines[0]
+
+
+def test_the_library_caches_the_capture_and_holds_its_model_weakly():
+    import gc
+
+    from torch.export import Dim
+
+    model = torch.nn.Linear(8, 4)
+    analysis = depthscope.analyze(model, (torch.randn(3, 8),), dynamic_shapes=({0: Dim("b")},))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert analysis.evaluate(b=1)["work"] == 2 * 8 * 4 + 4  # 32 multiply-adds and the bias row
+    first, _ = analysis.concrete({"b": 1})
+    assert analysis.concrete({"b": 1})[0] is first
+    del model
+    gc.collect()
+    with pytest.raises(depthscope.InputError, match="has been freed"):
+        analysis.evaluate(b=1)
