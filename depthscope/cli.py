@@ -77,14 +77,17 @@ def cli(ctx):
 @timeout_option
 def analyze(path, fmt, at, train, engine, symbolic, strict, debug):
     """Analyze the model file PATH: exact work, depth and parallelism, their big-O, and the critical path."""
-    from depthscope.pipeline import analyze_file
+    from depthscope.pipeline import analysis_at, analyze_subject, load_subject
     from depthscope.report import render
     from depthscope.report.table import unmodeled_warning
 
     sizes = parse_at(at)
-    report = analyze_file(path, train=train, engine=engine, symbolic=symbolic or None,
-                          on_fallback=lambda reason: warn(reason))
-    if sizes:
+    subject = load_subject(path, symbolic or None)
+    report = analyze_subject(subject, train=train, engine=engine, on_fallback=warn)
+    if sizes:  # below a Dim's min: the concrete capture's Analysis (pipeline.analysis_at), said on stderr
+        report, text = analysis_at(subject, report, sizes, engine=engine, on_fallback=warn)
+        if text:
+            click.echo(f"depthscope: note: {text}", err=True)
         report.evaluate(**sizes)  # validates names and ranges before rendering
     click.echo(render(report, fmt, sizes or None), nl=False)
     if report.unmodeled and fmt != "table":

@@ -342,7 +342,8 @@ def _check_dim(dim, size: int, at: str, where: str, dims: dict) -> None:
     if size in (0, 1):
         raise InputError(f"{where}: Dim {name!r} is on {at}, whose size in the example inputs is {size}; the example "
                          f"size must be at least 2, since torch.export specialises sizes 0 and 1 (give the example "
-                         f"input a size of 2 or more on that axis)")
+                         f"input a size of 2 or more on that axis"
+                         + (f"; `--at {name}=1` then evaluates size 1 by a concrete capture)" if size == 1 else ")"))
     lo, hi = root.min, root.max
     if size < lo or (hi is not None and _finite(hi) and size > hi):
         raise InputError(f"{where}: {at} is {size} in the example inputs, outside {name}'s range {_range(lo, hi)}; "

@@ -2,24 +2,28 @@
 
 from __future__ import annotations
 
+import functools
 import warnings
+import weakref
 from dataclasses import dataclass, replace
+from types import MappingProxyType
 from typing import Callable
 
 import torch
 
 from depthscope.capture.captured import capture
-from depthscope.capture.dims import example_sizes, resized_spec
+from depthscope.capture.dims import dim_names, example_sizes, fixed_spec, resized_spec
 from depthscope.engine import ENGINES
 from depthscope.engine.analysis import Analysis, Provenance, build_analysis
 from depthscope.engine.fitted import analyze_fitted
 from depthscope.engine.hyper import analyze_hyper, hyper_defaults
 from depthscope.engine.walk import walk_captured
-from depthscope.errors import InputError, ShapeConstraintError
+from depthscope.errors import EXIT_USAGE, DepthscopeError, InputError, ShapeConstraintError
 from depthscope.cost.registry import resolve_op
 from depthscope.clock import activity
 from depthscope.model_file import (ModelSpec, checked_dynamic_shapes, load_model_file, spec_from_namespace,
                                    symbol_name_problem)
+from depthscope.symbols import SymbolInfo, sizes_below
 
 @dataclass(frozen=True)
 class Subject:
@@ -28,6 +32,7 @@ class Subject:
     spec: ModelSpec
     hyper: tuple[str, ...] = ()
     hyper_defaults: dict | None = None
+    fixed: tuple = ()  # ((Dim name, size), ...): Dims made static at these sizes (analysis_at's concrete capture)
 
     @property
     def name(self) -> str:
@@ -70,10 +75,13 @@ def analyze_subject(subject: Subject, *, rules=None, train: bool = False, engine
     if engine not in ENGINES:
         raise InputError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
     rules = normalize_rules(rules)
-    with activity(f"analyzing {subject.name}"):
+    fixed = dict(subject.fixed)
+    adjust = functools.partial(fixed_spec, fixed=fixed) if fixed else None
+    with activity(f"analyzing {subject.name}" + (f" at {_label(fixed)}" if fixed else "")):
         if subject.hyper:
-            return analyze_hyper(subject.spec.namespace, subject.name, list(subject.hyper), train=train, rules=rules)
-        spec = subject.spec
+            return analyze_hyper(subject.spec.namespace, subject.name, list(subject.hyper), train=train, rules=rules,
+                                 adjust=adjust)
+        spec = adjust(subject.spec) if adjust else subject.spec
         if engine == "fitted":
             return analyze_fitted(spec, train=train, rules=rules)
         try:
@@ -94,8 +102,9 @@ def analyze_file(path: str, *, rules: dict | None = None, train: bool = False, e
                  on_fallback=None, symbolic=None) -> Analysis:
     """Load a model file (see docs/model-files.md) and analyze it. `symbolic` names factory hyperparameters to
     keep as symbols (default: the file's `symbolic` tuple, if any)."""
-    return analyze_subject(load_subject(path, symbolic), rules=rules, train=train, engine=engine,
-                           on_fallback=on_fallback)
+    subject = load_subject(path, symbolic)
+    analysis = analyze_subject(subject, rules=rules, train=train, engine=engine, on_fallback=on_fallback)
+    return _with_concrete(subject, analysis, rules=rules, engine=engine, on_fallback=on_fallback)
 
 
 def analyze(model, example_inputs=(), example_kwargs=None, dynamic_shapes=None, *,
@@ -116,15 +125,101 @@ def analyze(model, example_inputs=(), example_kwargs=None, dynamic_shapes=None, 
               "dynamic_shapes": dynamic_shapes, "loss": loss}
         spec = replace(spec_from_namespace(ns, name), name=name)
         names = tuple(symbolic)
-        return analyze_subject(Subject(spec, names, hyper_defaults(ns, name, list(names))), rules=rules, train=train)
+        subject = Subject(spec, names, hyper_defaults(ns, name, list(names)))
+        return _with_concrete(subject, analyze_subject(subject, rules=rules, train=train), rules=rules)
     if not isinstance(model, torch.nn.Module):
         raise InputError(f"model must be an nn.Module, got {type(model).__name__}")
     if isinstance(example_inputs, torch.Tensor):
         example_inputs = (example_inputs,)
     example_inputs, example_kwargs = tuple(example_inputs), dict(example_kwargs or {})
     dynamic_shapes = checked_dynamic_shapes(model, example_inputs, example_kwargs, dynamic_shapes, name)
-    spec = ModelSpec(model, example_inputs, example_kwargs, dynamic_shapes, name=name, loss=loss)
-    return analyze_subject(Subject(spec), rules=rules, train=train, engine=engine, on_fallback=on_fallback)
+    subject = Subject(ModelSpec(model, example_inputs, example_kwargs, dynamic_shapes, name=name, loss=loss))
+    analysis = analyze_subject(subject, rules=rules, train=train, engine=engine, on_fallback=on_fallback)
+    return _with_concrete(subject, analysis, rules=rules, engine=engine, on_fallback=on_fallback)
+
+
+# ---------------------------------------------------------------------------------------------
+# Sizes below a Dim's min: torch.export specialises sizes 0 and 1, so a Dim's range starts at 2 or more and
+# batch 1 is outside every formula; a second capture with that Dim static at the size counts it exactly.
+
+# id(model) -> {(inputs, fixed sizes, mode, engine, rules): (inputs, Analysis)}, emptied when the model is freed
+_CONCRETE: dict = {}
+
+
+def analysis_at(subject: Subject, analysis: Analysis, sizes: dict[str, int], *, rules=None, engine: str = "auto",
+                on_fallback: Callable[[str], None] | None = None) -> tuple[Analysis, str | None]:
+    """The Analysis that evaluates `sizes` and a note for the user: `analysis` itself and None when every size is
+    in range; for sizes below a Dim's min, that of a capture with those Dims static there (the others symbolic)."""
+    below = sizes_below(analysis.symbols, sizes)  # unknown names, 0, negatives, above a max: exit 2 here
+    if not below:
+        return analysis, None
+    label, where = _label(below), _ranges(analysis, below)
+    dims, unknowns = dim_names(subject.spec), dict(analysis.unknowns)
+    for name in below:
+        if name not in dims:
+            what = unknowns.get(name) or ("a hyperparameter" if name in subject.hyper else
+                                          "not a Dim of the model's dynamic_shapes (a derived or unnamed size)")
+            raise InputError(f"{label} {where}, and {name} cannot be fixed by a concrete capture: it is {what}; give "
+                             f"{name} a size in its range")
+    if not dims - set(below):
+        engine = "symbolic"  # no Dim left: one static capture, exact
+    spec = subject.spec
+    inputs = (spec.example_inputs, spec.example_kwargs, spec.dynamic_shapes)  # kept with the entry: ids stay theirs
+    key = (tuple(map(id, inputs)), tuple(sorted(below.items())), analysis.mode, engine,
+           tuple((str(k), id(v)) for k, v in (rules or {}).items()))
+    cache = _CONCRETE.get(id(spec.model))
+    if cache is None:
+        cache = _CONCRETE[id(spec.model)] = {}
+        weakref.finalize(spec.model, _CONCRETE.pop, id(spec.model), None)
+    if key not in cache:
+        try:
+            other = analyze_subject(replace(subject, fixed=key[1]), rules=rules, train=analysis.mode == "train",
+                                    engine=engine, on_fallback=on_fallback)
+        except DepthscopeError as exc:
+            if exc.exit_code != EXIT_USAGE:
+                raise
+            raise InputError(f"{label} {where}, and the concrete capture at {label} failed: {exc}") from exc
+        symbols = dict(other.symbols, **{k: SymbolInfo(k, v, v) for k, v in below.items()})
+        cache[key] = inputs, replace(other, symbols=MappingProxyType(dict(sorted(symbols.items()))),
+                                     provenance=replace(other.provenance, concrete_at=below))
+    other = cache[key][1]
+    how = {"approximate": "approximate: see the report's reasons"}.get(other.exactness, other.exactness)
+    return other, f"{label} {where}; evaluated by a concrete capture at {label} ({how})"
+
+
+def _label(sizes: dict[str, int]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in sizes.items())
+
+
+def _ranges(analysis: Analysis, below: dict[str, int]) -> str:
+    """'is below b's export range [2, inf]', or 'are below their export ranges (b [2, inf], H [16, 4096])'."""
+    spans = {k: f"[{analysis.symbols[k].min}, {analysis.symbols[k].max or 'inf'}]" for k in below}
+    if len(spans) == 1:
+        (name, span), = spans.items()
+        return f"is below {name}'s export range {span}"
+    return "are below their export ranges (" + ", ".join(f"{k} {v}" for k, v in spans.items()) + ")"
+
+
+def _with_concrete(subject: Subject, analysis: Analysis, **options) -> Analysis:
+    """The library's Analysis: evaluate and the views take sizes below a Dim's min through analysis_at."""
+    return replace(analysis, concrete=_WeakModel(subject, analysis, options))
+
+
+class _WeakModel:
+    """analysis_at for the library's Analysis, holding the model weakly: an Analysis never keeps its model alive."""
+
+    def __init__(self, subject: Subject, analysis: Analysis, options: dict):
+        self.model = weakref.ref(subject.spec.model)
+        self.shell = replace(subject, spec=replace(subject.spec, model=None))
+        self.analysis, self.options = analysis, options
+
+    def __call__(self, sizes: dict[str, int]) -> tuple[Analysis, str | None]:
+        model = self.model()
+        if model is None:
+            raise InputError("the model of this Analysis has been freed; keep a reference to it to evaluate sizes "
+                             "below a Dim's min (a concrete capture)")
+        subject = replace(self.shell, spec=replace(self.shell.spec, model=model))
+        return analysis_at(subject, self.analysis, sizes, **self.options)
 
 
 def normalize_rules(rules: dict | None) -> dict | None:

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import sympy
 
+from depthscope.errors import InputError
+
 ONE = sympy.S.One
 ZERO = sympy.S.Zero
 _LOG2 = sympy.log(2)
@@ -33,6 +35,27 @@ class SymbolInfo:
     @property
     def symbol(self) -> sympy.Symbol:
         return size_symbol(self.name)
+
+
+def sizes_below(symbols, sizes) -> dict[str, int]:
+    """The sizes below their symbol's min (a concrete capture's: pipeline.analysis_at), every size checked
+    otherwise: a known name, a positive integer, at most the max."""
+    below = {}
+    for name, value in sizes.items():
+        info = symbols.get(name)
+        if info is None:
+            known = ", ".join(symbols) or "none (the model has no dynamic dims)"
+            raise InputError(f"unknown size symbol {name!r}; the model's symbols are: {known}")
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise InputError(f"size {name} must be an integer, got {value!r}")
+        if value < 1:
+            raise InputError(f"{name}={value}: sizes must be positive integers")
+        if info.max is not None and value > info.max:
+            raise InputError(f"{name}={value} is above {name}'s range [{info.min}, {info.max}] that export proved "
+                             "the formulas for")
+        if value < info.min:
+            below[name] = value
+    return below
 
 
 def as_expr(value) -> sympy.Expr:
@@ -226,4 +249,5 @@ __all__ = [
     "numel",
     "parse_symbols",
     "size_symbol",
+    "sizes_below",
 ]

@@ -135,11 +135,11 @@ def test_directory_is_not_a_model(tmp_path, capsys):
     (["--at", "n"], "expected NAME=INT"),
     (["--at", "n=-3"], "expected NAME=INT"),
     (["--at", "q=4"], "unknown size symbol 'q'"),
-    (["--at", "n=1", "--at", "b=2"], "outside n's range"),
+    (["--at", "n=0", "--at", "b=2"], "n=0: sizes must be positive integers"),
     (["--at", "n=64"], "no value for b"),
     (["--format", "yaml"], "Invalid value for '--format'"),
     (["--no-such-flag"], "No such option"),
-], ids=["at-no-value", "at-negative", "at-unknown-symbol", "at-below-min", "at-missing-symbol", "bad-format", "bad-flag"])
+], ids=["at-no-value", "at-negative", "at-unknown-symbol", "at-zero", "at-missing-symbol", "bad-format", "bad-flag"])
 def test_usage_errors_exit_2(argv, fragment, capsys):
     code, _, err = _run(capsys, ["analyze", example("attention.py"), *argv])
     assert code == 2
@@ -171,7 +171,7 @@ def test_internal_error_exits_101_without_traceback(monkeypatch, capsys):
     def boom(path, **kwargs):
         raise RuntimeError("engine bug")
 
-    monkeypatch.setattr(depthscope.pipeline, "analyze_file", boom)
+    monkeypatch.setattr(depthscope.pipeline, "analyze_subject", boom)
     code, _, err = _run(capsys, ["analyze", example("attention.py")])
     assert code == 101 and "internal error" in err and "engine bug" in err and "Traceback" not in err
     code, _, err = _run(capsys, ["analyze", example("attention.py"), "--debug"])

@@ -72,11 +72,26 @@ def fit_symbols(spec: ModelSpec) -> dict[str, SymbolInfo]:
 
 def resized_spec(spec: ModelSpec, sizes: dict[str, int]) -> ModelSpec:
     """The spec with example inputs rebuilt at `sizes` (random values; integer inputs keep their value range)."""
+    return replace(spec, **_rebuilt_inputs(spec, sizes.__getitem__), dynamic_shapes=None)
+
+
+def fixed_spec(spec: ModelSpec, fixed: dict[str, int]) -> ModelSpec:
+    """The spec with the Dims named in `fixed` made static at those sizes (inputs rebuilt along their axes, and
+    along those of Dims derived from them); the other Dims stay dynamic. Static sizes may be 0 or 1."""
+    shapes = _static(spec.dynamic_shapes, set(fixed))
+    rebuilt = _rebuilt_inputs(spec, fixed.get)
+    return replace(spec, **rebuilt, dynamic_shapes=shapes if _has_dims(shapes) else None)
+
+
+def _rebuilt_inputs(spec: ModelSpec, size_of) -> dict:
+    """args and kwargs with every axis whose root Dim has a size `size_of(name)` (None: leave it) rebuilt there."""
     combined = dict(combine_args(spec.model, spec.example_inputs, spec.example_kwargs or {}))
     wanted: dict[tuple, dict[int, int]] = {}
     for slot in dim_slots(spec):
         root = root_dim(slot.dim)
-        value = sizes[root.__name__]
+        value = size_of(root.__name__)
+        if value is None:
+            continue
         if root is not slot.dim:
             value = int(slot.dim.fn(value))
         wanted.setdefault(slot.path, {})[slot.axis] = value
@@ -84,9 +99,42 @@ def resized_spec(spec: ModelSpec, sizes: dict[str, int]) -> ModelSpec:
         combined = _replace_at(combined, path, lambda t, axes=axes: _resize(t, axes))
     names = list(combined)
     n_pos = len(spec.example_inputs)
-    args = tuple(combined[k] for k in names[:n_pos])
-    kwargs = {k: combined[k] for k in names[n_pos:]}
-    return replace(spec, example_inputs=args, example_kwargs=kwargs, dynamic_shapes=None)
+    return {"example_inputs": tuple(combined[k] for k in names[:n_pos]),
+            "example_kwargs": {k: combined[k] for k in names[n_pos:]}}
+
+
+def _is_dim(x) -> bool:
+    return x is not None and hasattr(x, "__name__") and hasattr(x, "min")
+
+
+def _static(shapes, names: set):
+    """The dynamic_shapes spec with every Dim whose root is in `names` made static: dropped from an axis dict
+    (torch.export keeps the axes a dict leaves out static), Dim.STATIC in an axis tuple."""
+    if isinstance(shapes, dict):
+        out = {}
+        for key, value in shapes.items():
+            if _is_dim(value) and root_dim(value).__name__ in names:
+                continue
+            out[key] = _static(value, names)
+        return out
+    if isinstance(shapes, (list, tuple)):
+        items = [torch.export.Dim.STATIC if _is_dim(v) and root_dim(v).__name__ in names else _static(v, names)
+                 for v in shapes]
+        return type(shapes)(items)
+    return shapes
+
+
+def _has_dims(shapes) -> bool:
+    if isinstance(shapes, dict):
+        return any(_has_dims(v) for v in shapes.values())
+    if isinstance(shapes, (list, tuple)):
+        return any(_has_dims(v) for v in shapes)
+    return _is_dim(shapes)
+
+
+def dim_names(spec: ModelSpec) -> set[str]:
+    """The names of the root Dims in the spec's dynamic_shapes: the sizes a concrete capture can fix."""
+    return {root_dim(slot.dim).__name__ for slot in dim_slots(spec)}
 
 
 def _replace_at(tree, path, fn):

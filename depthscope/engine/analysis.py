@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import functools
+import warnings
 from collections import defaultdict
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Mapping
+from typing import Callable, Mapping
 
 import sympy
 
@@ -14,7 +15,7 @@ from depthscope.complexity import big_o
 from depthscope.engine.paths import to_expr
 from depthscope.engine.walk import NodeCost, Walked, walk_captured
 from depthscope.errors import InputError
-from depthscope.symbols import SymbolInfo, evaluate, size_symbol
+from depthscope.symbols import SymbolInfo, evaluate, size_symbol, sizes_below
 
 DISPLAY_SIZE = 1024  # views use this size per symbol (clamped into its range) when the caller gives none
 
@@ -58,16 +59,20 @@ class Provenance:
     fit: FitInfo | None = None
     fallback: str | None = None  # why the symbolic engine was not used, when it fell back
     breakdown_at: Mapping | None = None  # fitted: the sizes of the build whose nodes and paths are shown
+    concrete_at: Mapping | None = None  # a capture with these Dims fixed below their export range (pipeline.analysis_at)
 
     def __post_init__(self):
-        if self.breakdown_at is not None:
-            object.__setattr__(self, "breakdown_at", MappingProxyType(dict(self.breakdown_at)))
+        for name in ("breakdown_at", "concrete_at"):
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, MappingProxyType(dict(getattr(self, name))))
 
     def to_dict(self) -> dict:
         out = {"engine": self.engine, "mode": self.mode, "exactness": self.exactness, "reasons": list(self.reasons),
                "fallback": self.fallback}
         if self.breakdown_at is not None:
             out["breakdown_at"] = dict(self.breakdown_at)
+        if self.concrete_at is not None:
+            out["concrete_at"] = dict(self.concrete_at)
         return out
 
 
@@ -120,6 +125,8 @@ class Analysis:
     provenance: Provenance = Provenance()
     op_totals: tuple = field(default=(), repr=False)  # (op, count, work, status), from the nodes
     module_totals: tuple = field(default=(), repr=False)  # (path, type, work) for every module path
+    # sizes -> (Analysis, note) for sizes below a Dim's min: pipeline.analysis_at, set by depthscope.analyze
+    concrete: Callable | None = field(default=None, repr=False)
 
     # -- provenance, for short ------------------------------------------------------------------
 
@@ -167,30 +174,40 @@ class Analysis:
 
     def symbol_values(self, sizes: Mapping[str, int]) -> dict[sympy.Symbol, int]:
         """Check sizes against the symbols and their ranges; every symbol needs a value."""
-        values = {}
-        for name, value in sizes.items():
-            info = self.symbols.get(name)
-            if info is None:
-                known = ", ".join(self.symbols) or "none (the model has no dynamic dims)"
-                raise InputError(f"unknown size symbol {name!r}; the model's symbols are: {known}")
-            if not isinstance(value, int) or isinstance(value, bool):
-                raise InputError(f"size {name} must be an integer, got {value!r}")
-            if value < info.min or (info.max is not None and value > info.max):
-                hi = info.max if info.max is not None else "inf"
-                raise InputError(f"{name}={value} is outside {name}'s range [{info.min}, {hi}] that export proved the formulas for")
-            values[info.symbol] = value
+        for name, value in sizes_below(self.symbols, sizes).items():
+            info = self.symbols[name]
+            hi = info.max if info.max is not None else "inf"
+            raise InputError(f"{name}={value} is outside {name}'s range [{info.min}, {hi}] that export proved the "
+                             "formulas for (the commands' --at and depthscope.analyze evaluate sizes below the min "
+                             "by a concrete capture)")
         missing = [n for n in self.symbols if n not in sizes]
         if missing:
             raise InputError(f"no value for {', '.join(missing)}; give every symbol a size (e.g. --at {missing[0]}=1024)")
-        return values
+        return {self.symbols[name].symbol: value for name, value in sizes.items()}
+
+    def resolved(self, sizes: Mapping[str, int] | None) -> Analysis:
+        """This Analysis, or for sizes below a Dim's min the concrete capture's there (when the pipeline set
+        `concrete`, as depthscope.analyze does), with a warning saying so."""
+        if not sizes or self.concrete is None or not sizes_below(self.symbols, sizes):
+            return self
+        other, note = self.concrete(dict(sizes))
+        if note:
+            warnings.warn(note, stacklevel=3)
+        return other
 
     def evaluate(self, **sizes: int) -> dict[str, float | int]:
-        """Work, depth, FLOPs and parallelism at concrete sizes (exact integers for work, depth, FLOPs)."""
+        """Work, depth, FLOPs and parallelism at concrete sizes (exact integers for work, depth, FLOPs); with
+        "concrete_at" when they come from a concrete capture (sizes below a Dim's min)."""
+        if (other := self.resolved(sizes)) is not self:
+            return other.evaluate(**sizes)
         values = self.symbol_values(sizes)
         work = as_number(evaluate(self.work, values))
         depth = as_number(evaluate(self.depth, values))
         flops = as_number(evaluate(self.flops, values))
-        return {"work": work, "depth": depth, "flops": flops, "parallelism": work / depth if depth else 0.0}
+        out = {"work": work, "depth": depth, "flops": flops, "parallelism": work / depth if depth else 0.0}
+        if self.provenance.concrete_at is not None:
+            out["concrete_at"] = dict(self.provenance.concrete_at)
+        return out
 
     # -- views at the caller's sizes ------------------------------------------------------------
 
@@ -217,6 +234,8 @@ class Analysis:
 
     def critical_path(self, at: Mapping[str, int] | None = None) -> CriticalPath:
         """The longest of the candidate paths at `at` (default: the display sizes): its steps' depths add up to it."""
+        if (other := self.resolved(at)) is not self:
+            return other.critical_path(at)
         if not self.paths:
             return CriticalPath(sympy.S.Zero, ())
         sizes = self.view_sizes(at)
@@ -224,6 +243,8 @@ class Analysis:
 
     def ops(self, at: Mapping[str, int] | None = None) -> list[OpSummary]:
         """Work per op (heaviest first at the sizes) and each op's part of the critical path there."""
+        if (other := self.resolved(at)) is not self:
+            return other.ops(at)
         sizes = self.view_sizes(at)
         depth: dict = defaultdict(lambda: sympy.S.Zero)
         for step in self.critical_path(sizes).steps:
@@ -235,6 +256,8 @@ class Analysis:
 
     def modules(self, at: Mapping[str, int] | None = None) -> list[ModuleSummary]:
         """Work per module path (every ancestor included; "" is the root's own ops) and its part of the path."""
+        if (other := self.resolved(at)) is not self:
+            return other.modules(at)
         sizes = self.view_sizes(at)
         depth: dict = defaultdict(lambda: sympy.S.Zero)
         for step in self.critical_path(sizes).steps:
@@ -246,7 +269,7 @@ class Analysis:
     def to_dict(self, at: Mapping[str, int] | None = None) -> dict:
         from depthscope.report.json import report_dict
 
-        return report_dict(self, at)
+        return report_dict(self.resolved(at), at)
 
 
 Report = Analysis  # the name before the Analysis had provenance

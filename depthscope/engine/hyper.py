@@ -49,8 +49,9 @@ def hyper_defaults(ns: dict, path: str, names: list[str]) -> dict[str, int]:
 
 
 def analyze_hyper(ns: dict, path: str, names: list[str], *, train: bool = False, rules=None,
-                  budget_s: float = 600.0) -> Analysis:
-    """Analyze a model file with the named factory hyperparameters as symbols."""
+                  budget_s: float = 600.0, adjust=None) -> Analysis:
+    """Analyze a model file with the named factory hyperparameters as symbols; `adjust(spec)` changes each
+    build's spec (the pipeline fixes Dims below their range with it)."""
     start = time.perf_counter()
     defaults = hyper_defaults(ns, path, names)
     walks: dict = {}
@@ -59,6 +60,7 @@ def analyze_hyper(ns: dict, path: str, names: list[str], *, train: bool = False,
         key = tuple(sorted(values.items()))
         if key not in walks:
             spec = spec_from_namespace(ns, path, dict(defaults, **values))
+            spec = adjust(spec) if adjust is not None else spec
             walks[key] = walk_captured(capture(spec, train=train), rules)
         return walks[key]
 

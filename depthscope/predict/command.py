@@ -7,7 +7,6 @@ import os
 import click
 
 from depthscope.engine import ENGINES
-
 from depthscope.errors import InputError
 from depthscope.options import bounded_sizes, timeout_option
 from depthscope.predict.profiles import load_profile
@@ -39,18 +38,39 @@ def predict_command(path, at, device_profile, over, fmt, train, engine, symbolic
     profile = load_profile(device_profile)
     lists = parse_sizes(at)
     subject = load_subject(path, symbolic or None)
-    report = analyze_subject(subject, train=train, engine=engine,
-                             on_fallback=lambda reason: click.echo(f"depthscope: {reason}", err=True))
+    report = analyze_subject(subject, train=train, engine=engine, on_fallback=_echo)
+    resolve = concrete_resolver(subject, report, engine, _echo)
     defaults = subject.example_sizes()
     points = []
     for combo in expand_points(lists) or [{}]:
         sizes, filled = complete_sizes(report, combo, defaults)
+        resolve(sizes).symbol_values(sizes)  # names, ranges, completeness; below a min: a concrete capture
         points.append(sizes)
     if filled:
         click.echo("depthscope: sizes from the example inputs: "
                    + ", ".join(f"{k}={points[-1][k]}" for k in filled), err=True)
-    result = predict(report, profile, points, list(over) or None)
+    result = predict(report, profile, points, list(over) or None, at=resolve)
     click.echo(render_prediction(result, fmt), nl=False)
+
+
+def _echo(text: str) -> None:
+    click.echo(f"depthscope: {text}", err=True)
+
+
+def concrete_resolver(subject, report, engine: str, echo):
+    """sizes -> the Analysis that evaluates them (pipeline.analysis_at), echoing each concrete capture's note once."""
+    from depthscope.pipeline import analysis_at
+
+    said: set = set()
+
+    def resolve(sizes: dict):
+        analysis, text = analysis_at(subject, report, sizes, engine=engine, on_fallback=echo)
+        if text and text not in said:
+            said.add(text)
+            echo(f"note: {text}")
+        return analysis
+
+    return resolve
 
 
 @click.command("validate")

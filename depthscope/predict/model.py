@@ -189,11 +189,23 @@ def regime_sentence(symbol: str, held: dict[str, int], plain: dict, burdened: di
     return text + "."
 
 
-def predict(report, profile, points: list[dict[str, int]], over: list[str] | None = None) -> dict:
-    """Predictions at each set of sizes, and the regime over each symbol (others held at the last point)."""
+def concrete_point(analysis, profile, sizes: dict[str, int]) -> dict:
+    """point() of the Analysis that evaluates `sizes`; a concrete capture's (sizes below a Dim's min) says so."""
+    out = point(analysis, profile, sizes)
+    if analysis.provenance.concrete_at is not None:
+        out["concrete_at"] = dict(analysis.provenance.concrete_at)
+        out["concrete_formulas"] = {"work": str(analysis.work), "depth": str(analysis.depth)}
+    return out
+
+
+def predict(report, profile, points: list[dict[str, int]], over: list[str] | None = None, at=None) -> dict:
+    """Predictions at each set of sizes, and the regime over each symbol (others held at the last point).
+
+    `at(sizes)` gives the Analysis for sizes below a Dim's min (pipeline.analysis_at); default `report` itself."""
     if not points:
         raise InputError("no sizes to predict at")
-    results = [point(report, profile, sizes) for sizes in points]
+    at = at or (lambda sizes: report)
+    results = [concrete_point(at(sizes), profile, sizes) for sizes in points]
     last = points[-1]
     symbols = over if over else list(report.symbols)
     for name in symbols:
@@ -202,8 +214,9 @@ def predict(report, profile, points: list[dict[str, int]], over: list[str] | Non
     regimes = []
     for name in symbols:
         held = {k: v for k, v in last.items() if k != name}
-        plain = crossover(report, profile, name, held, burdened=False)
-        burdened = crossover(report, profile, name, held, burdened=True)
+        analysis = at(held)  # a concrete capture's when another symbol is held below its min
+        plain = crossover(analysis, profile, name, held, burdened=False)
+        burdened = crossover(analysis, profile, name, held, burdened=True)
         regimes.append({
             "symbol": name,
             "held": held,

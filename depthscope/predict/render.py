@@ -76,6 +76,8 @@ def prediction_sections(result: dict, tablefmt: str) -> list[tuple[str, str]]:
     rows = []
     for p in result["points"]:
         label = ", ".join(f"{k}={v}" for k, v in p["sizes"].items()) or "concrete"
+        if p.get("concrete_at"):  # below a Dim's min: counted by a concrete capture (pipeline.analysis_at)
+            label += " (concrete capture)"
         bound = p["bound"] + ("" if p["burdened_bound"] == p["bound"] else f" ({p['burdened_bound']} when burdened)")
         rows.append([label, number(p["work"]), number(p["depth"]), p["critical_path_ops"], seconds(p["t1_s"]),
                      seconds(p["work_term_s"]), seconds(p["depth_term_s"]),
@@ -141,7 +143,8 @@ def validation_sections(result: dict, tablefmt: str) -> list[tuple[str, str]]:
     rows = []
     for p in result["points"]:
         pr = p["predicted"]
-        rows.append([p["size"], human(p["work"]), human(p["depth"]), seconds(p["median_s"]), seconds(p["iqr_s"]),
+        size = f"{p['size']} (concrete capture)" if p.get("concrete_at") else p["size"]  # pipeline.analysis_at
+        rows.append([size, human(p["work"]), human(p["depth"]), seconds(p["median_s"]), seconds(p["iqr_s"]),
                      p["repeats"], p["number"], seconds(pr.get("fit_s")) if "fit_s" in pr else "-",
                      f"{seconds(pr['brent_lower_s'])} .. {seconds(pr['brent_upper_s'])}", seconds(pr["burdened_upper_s"])])
     held = ", ".join(f"{k}={v}" for k, v in result["held"].items())

@@ -26,7 +26,10 @@ def parse_sizes(values, option: str = "--at") -> dict[str, list[int]]:
 
 
 def complete_sizes(report, given: dict[str, int], defaults: dict[str, int]) -> tuple[dict[str, int], list[str]]:
-    """Every symbol's size: given, else the example's; returns (sizes, names filled from the example)."""
+    """Every symbol's size: given, else the example's; returns (sizes, names filled from the example). Sizes below
+    a symbol's min pass: pipeline.analysis_at gives the Analysis that evaluates them."""
+    from depthscope.symbols import sizes_below  # sympy: only when the command runs
+
     sizes, filled = {}, []
     for name in report.symbols:
         if name in given:
@@ -37,7 +40,7 @@ def complete_sizes(report, given: dict[str, int], defaults: dict[str, int]) -> t
     for name in given:
         if name not in sizes:
             sizes[name] = given[name]  # unknown names: report.symbol_values says so
-    report.symbol_values(sizes)  # validates names, ranges and completeness
+    sizes_below(report.symbols, sizes)  # names, positive integers, maxima (below a min: pipeline.analysis_at)
     return sizes, filled
 
 

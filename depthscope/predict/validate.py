@@ -41,7 +41,7 @@ def run_validation(path: str, symbol: str, values: list[int], *, held: dict[str,
     """Time the model at each size of `symbol` (the others held) and fit the measurements; a JSON-ready dict."""
     import torch
 
-    from depthscope.pipeline import analyze_subject, load_subject
+    from depthscope.pipeline import analysis_at, analyze_subject, load_subject
 
     if repeats < 1:
         raise InputError("--repeats must be at least 1")
@@ -63,8 +63,13 @@ def run_validation(path: str, symbol: str, values: list[int], *, held: dict[str,
     base, _ = complete_sizes(report, {**(held or {}), symbol: values[0]}, examples)
     held = {k: v for k, v in base.items() if k != symbol}
     points = [{**held, symbol: v} for v in values]
+    analyses = []  # each size's Analysis: below a Dim's min, a concrete capture's (pipeline.analysis_at)
     for sizes in points:
-        report.symbol_values(sizes)  # every size inside the proved range, before any timing
+        analysis, text = analysis_at(subject, report, sizes, engine=engine, on_fallback=on_note)
+        analysis.symbol_values(sizes)  # every size inside the proved range, before any timing
+        if text and on_note is not None and not any(a is analysis for a in analyses):
+            on_note(f"note: {text}")
+        analyses.append(analysis)
     if examples and symbol not in examples:
         raise InputError(f"--sizes {symbol}=...: {symbol} is not a dim of the example inputs, so inputs cannot be "
                          "rebuilt at its sizes")
@@ -77,9 +82,9 @@ def run_validation(path: str, symbol: str, values: list[int], *, held: dict[str,
     stop_reason = None
     prev = None
     try:
-        for sizes in points:
+        for sizes, analysis in zip(points, analyses):
             value = sizes[symbol]
-            counts = report.evaluate(**sizes)
+            counts = analysis.evaluate(**sizes)
             now = time.monotonic()
             if deadline is not None:
                 if now >= deadline:
@@ -124,15 +129,16 @@ def run_validation(path: str, symbol: str, values: list[int], *, held: dict[str,
             if measured["cut"] and measured["repeats"] < min(MIN_REPEATS_KEPT, repeats):
                 stop_reason = f"--max-seconds {max_seconds:g} reached while timing {symbol}={value} (dropped)"
                 break
-            predicted = point(report, profile, sizes)
+            predicted = point(analysis, profile, sizes)
             done.append({
                 "size": value,
                 "sizes": dict(sizes),
                 "work": counts["work"],
                 "depth": counts["depth"],
-                "critical_path_ops": critical_path_launches(report, sizes),
+                "critical_path_ops": critical_path_launches(analysis, sizes),
                 **{k: measured[k] for k in ("median_s", "iqr_s", "q1_s", "q3_s", "min_s", "max_s", "repeats", "number")},
                 "predicted": {k: predicted[k] for k in ("brent_lower_s", "brent_upper_s", "burdened_upper_s")},
+                **({"concrete_at": counts["concrete_at"]} if "concrete_at" in counts else {}),
             })
             prev = {"work": counts["work"], "single": measured["single_call_s"], "elapsed": time.monotonic() - now}
             if bar is not None:

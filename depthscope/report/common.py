@@ -41,7 +41,12 @@ def provenance_line(report) -> str:
     """One line on how far the numbers can be trusted: exact, fitted-exact or approximate, and why."""
     p = report.provenance
     text = {"exact": "exact (symbolic)", "fitted-exact": "fitted-exact", "approximate": "APPROXIMATE"}[p.exactness]
-    return f"result: {text}" + (": " + "; ".join(p.reasons) if p.reasons else "")
+    line = f"result: {text}" + (": " + "; ".join(p.reasons) if p.reasons else "")
+    if p.concrete_at:  # pipeline.analysis_at: a second capture with these Dims static, below their export range
+        fixed = sizes_label(dict(p.concrete_at))
+        line += (f"\nfrom a concrete capture at {fixed} (below the export range): the formulas hold with {fixed} "
+                 f"fixed, in the other symbols")
+    return line
 
 
 __all__ = ["display_sizes", "fmt", "human", "provenance_line", "share", "sizes_label", "top_level_modules", "value_at"]

@@ -49,6 +49,8 @@ def report_dict(report, at: dict[str, int] | None = None) -> dict:
     }
     if report.fit is not None:
         out["fit"] = dict(report.fit.to_dict(), breakdown_at=report.breakdown_at)
+    if report.provenance.concrete_at is not None:  # the sizes a concrete capture fixed (pipeline.analysis_at)
+        out["concrete_at"] = dict(report.provenance.concrete_at)
     if at:
         out["at"] = dict(at)
         out["values"] = report.evaluate(**at)
