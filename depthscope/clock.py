@@ -92,9 +92,12 @@ def alarm_deferred():
         yield
     finally:
         _deferred["depth"] -= 1
-    if not _deferred["depth"] and _deferred["pending"]:
-        _deferred["pending"] = False
-        raise DeadlineReached(_deadline_text())
+        if not _deferred["depth"] and _deferred["pending"]:
+            # re-arm rather than raise here: the block may be unwinding with an exception that a caller catches
+            # (an export failure before the fitted fallback), which would swallow a DeadlineReached raised with it
+            _deferred["pending"] = False
+            if _clock["alarm"] is not None:
+                signal.setitimer(signal.ITIMER_REAL, 1e-3)
 
 
 def start_deadline(seconds: float, command: str | None = None) -> None:

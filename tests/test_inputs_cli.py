@@ -12,6 +12,17 @@ import time
 import pytest
 
 import depthscope.cli as cli
+import depthscope.pipeline  # noqa: F401 - torch and the engine loaded before any 0.7 s deadline starts
+import depthscope.predict.validate  # noqa: F401
+
+
+@pytest.fixture(scope="module", autouse=True)
+def warm_export():
+    """One export first: a 0.7 s deadline must not land inside torch's lazy imports (a half-imported torch._dynamo
+    breaks every later export in this process; the CLI's own process ends with the command)."""
+    import torch
+
+    torch.export.export(torch.nn.Linear(2, 2), (torch.randn(3, 2),))
 from conftest import ROOT, example
 
 
@@ -249,3 +260,23 @@ def test_the_library_prints_no_status_line(monkeypatch, write_model, capfd):
     monkeypatch.setattr(clock(), "STATUS_AFTER_S", 0.1)
     depthscope.analyze_file(write_model(slow(forward="time.sleep(0.3)"), name="slow_model.py"))
     assert "depthscope:" not in capfd.readouterr().err
+
+
+def test_a_deadline_deferred_in_a_block_that_fails_still_fires():
+    """The alarm lands while the guard defers it, and the block then raises an error its caller handles (as an
+    export failure before the fitted fallback is): the deadline must still end the command after the block."""
+    from depthscope import clock
+
+    clock.start_deadline(0.05, "analyze")
+    try:
+        with pytest.raises(clock.DeadlineReached):
+            try:
+                with clock.alarm_deferred():
+                    time.sleep(0.2)  # the alarm arrives here and waits
+                    raise ValueError("export failed")
+            except ValueError:
+                pass  # handled, as the fallback does
+            time.sleep(1.0)  # the command goes on: the re-armed deadline interrupts it
+    finally:
+        clock.stop_deadline()
+    assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
