@@ -191,6 +191,8 @@ def test_fallback_message_carries_every_suggested_fix(write_model, capsys):
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("depthscope: warning: ") and "falling back" in lines[0]
     assert "H = Dim('H', min=33)" in lines[0] and "W = Dim('W', min=33)" in lines[0]
+    fixes = lines[0].split("suggested fix: ", 1)[1].split("; falling back")[0].split("; ")
+    assert len(fixes) == len(set(fixes)), fixes  # each fix once, though torch repeats it per violated guard
 
 
 def test_the_suggested_fix_works(write_model, capsys):

@@ -96,7 +96,7 @@ def explain_shape_failure(exc: BaseException, where: str, user_file: str | None)
     msg = f"{at}: torch.export could not keep the requested dynamic shapes: {head}"
     if parts:
         msg += " (" + "; ".join(parts) + ")"
-    fixes = fixes or derived
+    fixes = list(dict.fromkeys(fixes or derived))  # torch repeats a fix once per violated guard
     if fixes:
         msg += "; suggested fix: " + "; ".join(fixes)
     return msg
