@@ -12,7 +12,7 @@ import click
 from depthscope import clock, guard
 from depthscope.engine import ENGINES
 from depthscope.errors import EXIT_INTERNAL, EXIT_USAGE, CheckFailed, DepthscopeError, InputError
-from depthscope.options import MAX_SIZE, bounded_sizes, timeout_option
+from depthscope.options import MAX_SIZE, bounded_sizes, fast_memory_option, timeout_option
 
 _AT = re.compile(r"^(\w+)=(\d{1,100})$")
 
@@ -74,18 +74,20 @@ def cli(ctx):
               help="Make this integer keyword parameter of the model factory a symbol (repeatable).")
 @click.option("--strict", is_flag=True, help="Exit 1 if any op has no cost rule.")
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
+@fast_memory_option
 @timeout_option
-def analyze(path, fmt, at, train, engine, symbolic, strict, debug):
-    """Analyze the model file PATH: exact work, depth and parallelism, their big-O, and the critical path."""
+def analyze(path, fmt, at, train, engine, symbolic, strict, debug, fast_memory):
+    """Analyze the model file PATH: exact work, depth, parallelism, bytes and I/O, their big-O, the critical path."""
     from depthscope.pipeline import analysis_at, analyze_subject, load_subject
     from depthscope.report import render
     from depthscope.report.table import unmodeled_warning
 
     sizes = parse_at(at)
     subject = load_subject(path, symbolic or None)
-    report = analyze_subject(subject, train=train, engine=engine, on_fallback=warn)
+    report = analyze_subject(subject, train=train, engine=engine, on_fallback=warn).with_fast_memory(fast_memory)
     if sizes:  # below a Dim's min: the concrete capture's Analysis (pipeline.analysis_at), said on stderr
         report, text = analysis_at(subject, report, sizes, engine=engine, on_fallback=warn)
+        report = report.with_fast_memory(fast_memory)
         if text:
             click.echo(f"depthscope: note: {text}", err=True)
         report.evaluate(**sizes)  # validates names and ranges before rendering
