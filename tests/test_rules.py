@@ -1419,8 +1419,18 @@ def test_adaptive_pooling_windows_are_exact_for_symbolic_sizes(out_h, out_w):
 
 
 def test_embedding_bag_per_sample_weights_add_a_multiply():
-    plain = rule_cost(aten._embedding_bag.default, (T(V, d), T(b * n), T(b), False, 0), (T(b, d),) * 4)
+    ramp = TensorMeta((b,), torch.int64, ramp=(0, n, b * n))  # offsets = arange(0, b*n, n): bags of n
+    plain = rule_cost(aten._embedding_bag.default, (T(V, d), T(b * n), ramp, False, 0), (T(b, d),) * 4)
     check(plain, 2 * b * n * d, 1 + lg(n))
-    weighted = rule_cost(aten._embedding_bag.default, (T(V, d), T(b * n), T(b), False, 0, False, T(b * n)),
+    weighted = rule_cost(aten._embedding_bag.default, (T(V, d), T(b * n), ramp, False, 0, False, T(b * n)),
                          (T(b, d),) * 4)
     check(weighted, 3 * b * n * d, 2 + lg(n))
+
+
+def test_embedding_bag_with_data_offsets_is_charged_its_longest_possible_bag():
+    # offsets that are data can put every index in one bag: the tree over b*n values is the worst case
+    data = rule_cost(aten._embedding_bag.default, (T(V, d), T(b * n), T(b), False, 0), (T(b, d),) * 4)
+    check(data, 2 * b * n * d, 1 + lg(b * n))
+    uneven = rule_cost(aten._embedding_bag.default, (T(V, d), T(b * n), TensorMeta((b,), torch.int64, ramp=(0, 2 * n, 4 * b * n)),
+                                                   False, 0), (T(b, d),) * 4)
+    check(uneven, 2 * b * n * d, 1 + lg(b * n))  # a ramp that does not tile the indices says nothing

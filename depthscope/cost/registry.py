@@ -23,6 +23,7 @@ class TensorMeta:
     shape: tuple
     dtype: Any = None
     broadcast: tuple = ()  # dims of stride 0 (an `expand`): one element of storage stands for all of them
+    ramp: tuple | None = None  # (start, step, end) when the values are known from the graph: an `arange` output
 
     @property
     def ndim(self) -> int:

@@ -52,6 +52,9 @@ class GraphCoster:
         hit = self.meta.get(node)
         if hit is None and node not in self.meta:
             hit = self.value(node.meta.get("val"))
+            ramp = arange_ramp(node)
+            if ramp is not None and isinstance(hit, TensorMeta):
+                hit = replace(hit, ramp=tuple(self.cap.expr(x) for x in ramp))
             self.meta[node] = hit
         return hit
 
@@ -115,6 +118,24 @@ class GraphCoster:
         except InvalidCost as exc:
             raise error(f"{where} returned an invalid cost: {exc}") from None
         return cost, ("free" if target in FREE_OPS or cost.is_zero else "modeled"), given
+
+
+ARANGES = {torch.ops.aten.arange.default: (None, 0, None), torch.ops.aten.arange.start: (0, 1, None),
+           torch.ops.aten.arange.start_step: (0, 1, 2)}  # where start, end and step sit in the args (None: default)
+
+
+def arange_ramp(node) -> tuple | None:
+    """(start, step, end) of an `arange` node's values, which rules may use (embedding_bag's offsets); else None."""
+    where = ARANGES.get(node.target) if node.op == "call_function" else None
+    if where is None:
+        return None
+    defaults = {"start": 0, "end": None, "step": 1}
+    values = [node.args[i] if i is not None and len(node.args) > i else node.kwargs.get(key, defaults[key])
+              for i, key in zip(where, ("start", "end", "step"))]
+    start, end, step = (v.meta.get("val") if isinstance(v, torch.fx.Node) else v for v in values)  # sym_size nodes
+    if not all(isinstance(v, (int, torch.SymInt)) and not isinstance(v, bool) for v in (start, step, end)):
+        return None  # a float or node-valued ramp: unknown
+    return start, step, end
 
 
 def _flatten_tensors(v):

@@ -124,27 +124,30 @@ def index_fill(call: OpCall) -> Cost:
 
 
 @register(aten.embedding_bag, aten._embedding_bag, work="2 * numel(indices) * D (+ numel(indices) * D weights)",
-          depth="1 + ceil(log2(numel(indices) / bags)) (+1 per_sample_weights)")
+          depth="1 + ceil(log2(longest bag)) (+1 per_sample_weights)")
 def embedding_bag(call: OpCall) -> Cost:
     """Gather every index's row (times its per_sample_weight: one more step), then reduce each bag with a tree.
-    Bags of a 2-D input are equal (n indices each; nn.EmbeddingBag passes them as 1-D indices with offsets
-    arange(0, b*n, n)): exact. With other offsets the bag lengths are data: the tree is charged for the mean bag,
-    numel / bags, and a longer bag makes the real depth larger (up to 1 + ceil(log2 numel(indices)))."""
+    Bags of a 2-D input, or with offsets from an `arange(0, N, k)` in the graph (what nn.EmbeddingBag passes for
+    one), hold k indices each: exact. Offsets that are data allow one bag to hold every index, and the tree is
+    charged for that worst case, ceil(log2 numel(indices)) (the depth oracle's uneven bags)."""
     weight, indices = call.args[0], call.args[1]
     dim = weight.shape[-1]
-    bag = _mean_bag(call, indices)
+    bag = _longest_bag(call, indices)
     cost = Cost(indices.numel * dim, 1)
     if isinstance(call.arg("per_sample_weights"), TensorMeta):
         cost = cost + Cost(indices.numel * dim, 1)
     return cost + Cost(indices.numel * dim, clog2(bag))
 
 
-def _mean_bag(call: OpCall, indices: TensorMeta):
+def _longest_bag(call: OpCall, indices: TensorMeta):
     offsets = call.arg("offsets")
     if not isinstance(offsets, TensorMeta) or indices.ndim != 1:
         return indices.shape[-1] if indices.ndim == 2 else indices.numel
-    bags = offsets.numel - (1 if call.arg("include_last_offset", False) else 0)
-    return sympy.cancel(indices.numel / bags) if bags != 0 else indices.numel
+    ramp = offsets.ramp
+    if ramp is not None and ramp[0] == 0 and not call.arg("include_last_offset", False) and \
+            sympy.expand(ramp[2] - indices.numel) == 0:
+        return ramp[1]  # offsets 0, k, 2k, ... below numel(indices): every bag holds k, the last at most k
+    return indices.numel
 
 
 @register(aten._embedding_bag_backward, aten._embedding_bag_dense_backward, aten.embedding_backward,
