@@ -170,8 +170,9 @@ def test_builtin_profiles():
     assert load_profile("h100") is H100 and load_profile("A100") is A100
     assert H100.peak_flops == pytest.approx(16896 * 2 * 1.98e9, rel=1e-3)  # the datasheet's 67 TFLOPS FP32
     assert A100.peak_flops == pytest.approx(6912 * 2 * 1.41e9, rel=1e-3)  # 19.5 TFLOPS FP32
-    for prof in (H100, A100, load_profile("cpu")):
-        assert set(prof.sources) == {"peak_flops", "processors", "level_time_s", "launch_overhead_s"}
+    for prof in (H100, A100, load_profile("h200"), load_profile("a100-40gb"), load_profile("cpu")):
+        assert set(prof.sources) == {"peak_flops", "processors", "level_time_s", "launch_overhead_s",
+                                     "memory_bandwidth", "fast_memory_bytes"}
         assert prof.lane_flops == pytest.approx(prof.peak_flops / prof.processors)
     four = cpu_profile(cores=4)
     assert four.processors == 64 and four.peak_flops == pytest.approx(4 * 32 * 3e9)

@@ -17,10 +17,10 @@ import sympy
 
 from depthscope.errors import InputError
 from depthscope.complexity import big_o
+from depthscope.predict.regimes import SEARCH_CAP, about, regime_changes, upper_end
 from depthscope.symbols import evaluate, size_symbol
 
 SCHEMA = "depthscope.predict/1"
-SEARCH_CAP = 2**40  # crossover search limit for a symbol without a max
 
 
 # ---------------------------------------------------------------------------------------------
@@ -130,51 +130,29 @@ def _gap(report, profile, sizes: dict[str, int], burdened: bool) -> float:
 def crossover(report, profile, symbol: str, held: dict[str, int], burdened: bool = False) -> dict:
     """The smallest size of `symbol` at which W/peak >= D*t (+ K*o if burdened), the others held.
 
-    Doubling from the symbol's min to its max (or 2**40) finds the first work-bound size; bisection on the
-    integers narrows it. Returns {"kind": "crossover"|"work-bound"|"depth-bound", "at": int|None, "range": [lo, hi]}.
+    Scans doubling sizes from the symbol's min to its max (or 2**40) and bisects on the integers
+    (depthscope.predict.regimes). Returns {"kind": "crossover"|"work-bound"|"depth-bound", "at", "range", "capped"}.
     """
     info = report.symbols[symbol]
     lo = info.min
     hi = info.max if info.max is not None else SEARCH_CAP
 
-    def gap(x: int) -> float:
-        return _gap(report, profile, {**held, symbol: x}, burdened)
+    def label(x: int) -> str:
+        return "work" if _gap(report, profile, {**held, symbol: x}, burdened) >= 0 else "depth"
 
-    if gap(lo) >= 0:
-        return {"kind": "work-bound", "at": None, "range": [lo, hi], "capped": info.max is None}
-    prev, x = lo, lo
-    found = None
-    while x < hi:
-        x = min(hi, max(x + 1, x * 2))
-        if gap(x) >= 0:
-            found = x
-            break
-        prev = x
-    if found is None:
-        return {"kind": "depth-bound", "at": None, "range": [lo, hi], "capped": info.max is None}
-    a, b = prev, found  # gap(a) < 0 <= gap(b)
-    while b - a > 1:
-        mid = (a + b) // 2
-        if gap(mid) >= 0:
-            b = mid
-        else:
-            a = mid
-    return {"kind": "crossover", "at": b, "range": [lo, hi], "capped": info.max is None}
-
-
-def _about(x: int) -> str:
-    """A crossover rounded to two significant figures, with thousands separators."""
-    if x < 100:
-        return str(x)
-    digits = len(str(x)) - 2
-    return f"{round(x, -digits):,}"
+    first, changes = regime_changes(label, lo, hi, until="work")
+    out = {"range": [lo, hi], "capped": info.max is None}
+    if first == "work":
+        return {"kind": "work-bound", "at": None, **out}
+    at = next((x for x, name in changes if name == "work"), None)
+    return {"kind": "crossover" if at is not None else "depth-bound", "at": at, **out}
 
 
 def _clause(symbol: str, result: dict, bound: str = "depth-bound") -> str:
     lo, hi = result["range"]
-    top = f"2^{hi.bit_length() - 1} (the search limit)" if result.get("capped") else f"{hi:,} (its max)"
+    top = upper_end(hi, result.get("capped"))
     if result["kind"] == "crossover":
-        return f"{bound} until {symbol} is about {_about(result['at'])}, then work-bound"
+        return f"{bound} until {symbol} is about {about(result['at'])}, then work-bound"
     if result["kind"] == "work-bound":
         return f"work-bound at every {symbol} from {lo:,} on"
     return f"{bound} for every {symbol} up to {top}"

@@ -11,7 +11,7 @@ import time
 import numpy as np
 
 from depthscope.errors import InputError
-from depthscope.predict.profiles import A100, H100, cpu_profile
+from depthscope.predict.devices import A100, H100, cpu_profile
 
 WARMUP_CALLS = 3
 BLOCK_SECONDS = 0.05  # each timed block runs about this long (at least one call)
