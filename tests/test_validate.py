@@ -13,8 +13,8 @@ import depthscope
 import depthscope.cli as cli
 from conftest import example
 from depthscope.errors import InputError
-from depthscope.predict.fit import fit_time, nnls, nnls_exhaustive, r_squared, slope
-from depthscope.predict.validate import EXPLAINED_R2, verdict
+from depthscope.predict.fit import SCIPY_MISSING, fit_terms, fit_time, nnls, nnls_exhaustive, r_squared, slope
+from depthscope.predict.verdict import EXPLAINED_R2, verdict
 
 HAS_MPL = True
 try:
@@ -75,6 +75,35 @@ def test_nnls_builtin_matches_scipy_with_active_constraints():
         assert np.linalg.norm(a @ mine - b) == pytest.approx(np.linalg.norm(a @ ref - b), rel=1e-9, abs=1e-12)
     x, used = nnls(np.eye(2), np.array([1.0, -1.0]), method="builtin")
     assert list(x) == [1.0, 0.0] and "built-in" in used
+
+
+def test_fit_with_bytes_recovers_known_coefficients_and_says_which_terms_explain():
+    # columns that are not proportional: work ~ n^2, bytes ~ n, depth ~ log n, launches fixed (a per-call cost)
+    sizes = 2.0 ** np.arange(5, 13)
+    cols = {"W": 280 * sizes**2 + 32768 * sizes, "Q": 4096 * sizes + 65536, "D": 3 * np.log2(sizes) + 24,
+            "K": np.full(len(sizes), 25.0)}
+    truth = {"W": 2e-11, "Q": 5e-10, "D": 0.0, "K": 4e-6}
+    times = sum(truth[k] * cols[k] for k in cols)
+    fit = fit_terms(cols, times, method="builtin")
+    got = {t["term"]: t["coefficient"] for t in fit["terms"]}
+    for k, v in truth.items():
+        assert got[k] == pytest.approx(v, rel=1e-6, abs=1e-18)
+    assert fit["explained_by"] == ["W", "Q", "K"]  # depth got no weight
+    assert fit["r2"] == pytest.approx(1.0) and fit["r2_log"] == pytest.approx(1.0)
+    shares = {t["term"]: t["share"] for t in fit["terms"]}
+    expected = {k: np.mean(truth[k] * cols[k] / times) for k in cols}
+    assert shares == pytest.approx(expected)
+    assert sum(shares.values()) == pytest.approx(1.0)
+    assert fit["note"] is None  # the built-in solver was asked for
+    auto = fit_terms(cols, times)
+    try:
+        import scipy  # noqa: F401
+    except ImportError:
+        assert auto["note"] == SCIPY_MISSING and "depthscope[validate]" in auto["note"]
+    else:
+        assert auto["note"] is None and auto["method"] == "scipy.optimize.nnls"
+    work_only = fit_terms({"W": cols["W"]}, times, method="builtin")
+    assert work_only["r2"] < fit["r2"] and work_only["terms"][0]["coefficient"] > 0
 
 
 def test_r_squared_and_slope():

@@ -24,19 +24,26 @@ from depthscope.predict.sizes import complete_sizes, expand_points, parse_sizes
 @click.option("--over", "over", multiple=True, metavar="NAME",
               help="Solve the regime crossover over these symbols only (default: every symbol).")
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "markdown"]), default="table", show_default=True)
+@click.option("--plot", "plot", type=click.Path(dir_okay=False), default=None,
+              help="Draw the roofline at the last point to this PNG: the device's two roofs, each op a point "
+                   "sized by its share of the time (needs matplotlib: pip install 'depthscope[plot]').")
 @click.option("--train", is_flag=True, help="Predict a training step: forward plus backward of the loss.")
 @click.option("--engine", type=click.Choice(ENGINES), default="auto", show_default=True)
 @click.option("--symbolic", "symbolic", multiple=True, metavar="NAME",
               help="Make this integer keyword parameter of the model factory a symbol (repeatable).")
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
 @timeout_option
-def predict_command(path, at, device_profile, over, fmt, train, engine, symbolic, debug):
-    """Predict time for the model file PATH on a device: Brent's range, burdened depth, speedup, regime."""
+def predict_command(path, at, device_profile, over, fmt, plot, train, engine, symbolic, debug):
+    """Predict time for the model file PATH on a device: roofline with depth and launches, Brent's range, regime."""
     from depthscope.pipeline import analyze_subject, load_subject
     from depthscope.predict.model import predict  # sympy and torch: only when the command runs
     from depthscope.predict.render import render_prediction
 
     profile = load_profile(device_profile)
+    if plot:
+        check_plot_path(plot)
+        if not profile.memory_bandwidth:
+            raise InputError(f"--plot: profile {profile.name} has no memory_bandwidth, so there is no roofline to draw")
     lists = parse_sizes(at)
     subject = load_subject(path, symbolic or None)
     report = analyze_subject(subject, train=train, engine=engine,
@@ -50,7 +57,21 @@ def predict_command(path, at, device_profile, over, fmt, train, engine, symbolic
         click.echo("depthscope: sizes from the example inputs: "
                    + ", ".join(f"{k}={points[-1][k]}" for k in filled), err=True)
     result = predict(report, profile, points, list(over) or None)
+    if plot:
+        from depthscope.predict.roofline_plot import plot_roofline
+
+        result["plot"] = plot_roofline(result, plot)
     click.echo(render_prediction(result, fmt), nl=False)
+
+
+def check_plot_path(plot: str) -> None:
+    """Before any analysis: matplotlib is importable and the PNG's folder exists (else exit 2)."""
+    from depthscope.predict.plot import require_matplotlib
+
+    require_matplotlib()
+    folder = os.path.dirname(os.path.abspath(plot))
+    if not os.path.isdir(folder):
+        raise InputError(f"--plot {plot}: folder {folder} does not exist")
 
 
 @click.command("validate")
@@ -97,12 +118,7 @@ def validate_command(path, sizes, at, device, device_profile, repeats, max_secon
             raise InputError(f"--at {name}: {name} is the swept symbol")
         held[name] = vals[0]
     if plot:
-        from depthscope.predict.plot import require_matplotlib
-
-        require_matplotlib()
-        folder = os.path.dirname(os.path.abspath(plot))
-        if not os.path.isdir(folder):
-            raise InputError(f"--plot {plot}: folder {folder} does not exist")
+        check_plot_path(plot)
     if threads is not None:
         import torch
 

@@ -9,55 +9,19 @@ per level and o seconds per op launch:
   critical path, each of which pays a launch; the burdened bound is W/peak + D*t + K*o.
 - Speedup against p lanes: T1/T_p from the same bounds with p in place of P.
 - Regime: the size at which W(n)/peak = D(n)*t, solved over each symbol with the others held.
+
+With a memory bandwidth in the profile, each point also gets the roofline with depth and launches
+(depthscope.predict.roofline) and each symbol its roofline regime.
 """
 
 from __future__ import annotations
 
-import sympy
-
 from depthscope.errors import InputError
-from depthscope.complexity import big_o
+from depthscope.predict.launches import critical_path_launches
 from depthscope.predict.regimes import SEARCH_CAP, about, regime_changes, upper_end
-from depthscope.symbols import evaluate, size_symbol
+from depthscope.predict.roofline import NodeTable, roofline_point, roofline_regime
 
-SCHEMA = "depthscope.predict/1"
-
-
-# ---------------------------------------------------------------------------------------------
-# Launches on the critical path
-
-
-def _polynomial_part(expr) -> sympy.Expr:
-    """big-O of expr with logarithms dropped: n for 14*n + 16, 1 for 3*ceil(log2 n) + 11."""
-    bo = big_o(expr)
-    return bo.replace(lambda e: isinstance(e, (sympy.log, sympy.ceiling)), lambda e: sympy.S.One)
-
-
-def critical_path_launches(report, sizes: dict[str, int]) -> int:
-    """K: ops on the critical path at `sizes`, each paying one launch.
-
-    A step that is a sequential loop (depth polynomial in a size: a scan, a while_loop, a recurrent module) pays
-    one launch per trip, taken as the polynomial part of its depth's big-O (n for 14*n + 16). A fitted analysis's
-    path is that of one analysed build (`breakdown_at`): its count there is scaled with the depth when the depth
-    grows polynomially in a fitted symbol.
-    """
-    steps = report.critical_path(sizes).steps
-    total = 0
-    for step in steps:
-        try:
-            poly = _polynomial_part(step.depth)
-            total += max(1, round(report.value(poly, sizes))) if poly.free_symbols else 1
-        except Exception:  # noqa: BLE001 - an odd depth form counts as one launch
-            total += 1
-    built = report.breakdown_at
-    if not total or not built:
-        return total
-    fitted = {size_symbol(name) for name in built}
-    if not _polynomial_part(report.depth).free_symbols & fitted:
-        return total
-    here = float(evaluate(report.depth, report.symbol_values(sizes)))
-    there = report.value(report.depth, sizes)  # at the analysed build's values of the fitted symbols
-    return max(1, round(total * here / there)) if there > 0 else total
+SCHEMA = "depthscope.predict/2"  # 2: the roofline (bytes, bandwidth, one stream, its regimes)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -177,6 +141,11 @@ def predict(report, profile, points: list[dict[str, int]], over: list[str] | Non
     for name in symbols:
         if name not in report.symbols:
             raise InputError(f"--over {name}: not a size symbol of the model ({', '.join(report.symbols) or 'none'})")
+    table = NodeTable(report, profile) if profile.memory_bandwidth else None
+    for result, sizes in zip(results, points):
+        result["roofline"] = roofline_point(table, sizes) if table else None
+    roofline_regimes = [roofline_regime(table, name, {k: v for k, v in last.items() if k != name})
+                        for name in symbols] if table else []
     regimes = []
     for name in symbols:
         held = {k: v for k, v in last.items() if k != name}
@@ -202,7 +171,9 @@ def predict(report, profile, points: list[dict[str, int]], over: list[str] | Non
         "unmodeled": [{"op": op, "count": count} for op, count in report.unmodeled],
         "work": str(report.work),
         "depth": str(report.depth),
+        "bytes": str(report.bytes),
         "profile": profile.to_dict(),
         "points": results,
         "regimes": regimes,
+        "roofline_regimes": roofline_regimes,
     }

@@ -1,0 +1,120 @@
+"""The roofline in `predict`: regime search, exact numerics, hand-counted toy models, and GPT on an H100 profile.
+
+The GPT checks recompute every op's roofline from its node's own bytes and FLOP-like work with sympy (not the
+compiled evaluator predict uses), and derive the regime words and the crossovers from those numbers.
+"""
+
+import json
+import math
+from types import SimpleNamespace
+
+import pytest
+import sympy
+
+import depthscope
+import depthscope.cli as cli
+from conftest import example
+from depthscope.engine.analysis import CriticalPath, PathStep
+from depthscope.engine.nodes import NodeCost
+from depthscope.predict.devices import DeviceProfile
+from depthscope.predict.numeric import Compiled
+from depthscope.predict.profiles import H100, load_profile
+from depthscope.predict.regimes import changes_clause, regime_changes, scan_sizes
+from depthscope.predict.roofline import LABELS, NodeTable, roofline_point, roofline_regime
+from depthscope.symbols import SymbolInfo, clog2, evaluate, size_symbol
+
+b, n = size_symbol("b"), size_symbol("n")
+
+# Round numbers: 1 GFLOP/s, 100 MB/s, a level 1 us, a launch 10 us.
+ROUND = DeviceProfile("round", peak_flops=1e9, processors=100, level_time_s=1e-6, launch_overhead_s=1e-5,
+                      memory_bandwidth=1e8, fast_memory_bytes=1 << 20)
+
+
+# ---------------------------------------------------------------------------------------------
+# The regime search and the exact evaluator
+
+
+def brute_changes(classify, lo, hi):
+    """Every size whose label differs from the size before it: the oracle for the scan-and-bisect search."""
+    labels = [classify(x) for x in range(lo, hi + 1)]
+    return labels[0], [(lo + i, labels[i]) for i in range(1, len(labels)) if labels[i] != labels[i - 1]]
+
+
+@pytest.mark.parametrize("cuts", [(), (7,), (40, 300), (3, 90, 1000, 1500)])
+def test_regime_changes_match_a_linear_scan(cuts):
+    names = ["launch", "memory", "compute", "depth", "memory"]
+
+    def classify(x):
+        return names[sum(x >= c for c in cuts)]
+
+    assert regime_changes(classify, 2, 2000) == brute_changes(classify, 2, 2000)
+    first, changes = regime_changes(classify, 2, 2000)
+    text = changes_clause("b", first, changes, 2, 2000, False)
+    if not cuts:
+        assert text == "launch-bound at every b from 2 to 2,000 (its max)"
+    else:
+        assert text.startswith(f"launch-bound until b is about {cuts[0]}")
+        assert text.endswith(f"then {names[len(cuts)]}-bound")
+
+
+def test_scan_sizes_double_and_end_at_the_max():
+    assert scan_sizes(2, 100) == [2, 4, 8, 16, 32, 64, 100]
+    assert scan_sizes(1, 3) == [1, 2, 3]
+    assert scan_sizes(5, 5) == [5]
+
+
+def test_compiled_formulas_keep_log2_exact_at_powers_of_two():
+    exprs = [b * n**2 + 3 * clog2(n) * clog2(b * n), clog2(n) + sympy.floor(sympy.log(n) / sympy.log(2)),
+             sympy.Max(b, 3 * n) + sympy.Integer(7)]
+    compiled = Compiled(exprs, ["b", "n"])
+    for bv, nv in ((2, 2), (3, 2**29), (2**20, 2**29 + 1), (5, 1000)):
+        expected = [float(evaluate(e, {b: bv, n: nv})) for e in exprs]
+        assert compiled.values({"b": bv, "n": nv}) == expected
+
+
+# ---------------------------------------------------------------------------------------------
+# A hand-counted toy: a matmul and an add
+
+
+class Toy:
+    """A duck-typed analysis of two ops: a 'matmul' (work 100 b, bytes 4 b + 400) and an 'add' (b, 8 b)."""
+
+    symbols = {"b": SymbolInfo("b", 2, None)}
+    breakdown_at = None
+
+    def __init__(self):
+        cost = SimpleNamespace
+        self.nodes = (
+            NodeCost("mm", "aten.mm", "", "", cost(work=100 * b, depth=clog2(b) + 1, bytes=4 * b + 400), "modeled"),
+            NodeCost("add", "aten.add", "", "", cost(work=b, depth=sympy.S.One, bytes=8 * b), "modeled"),
+            NodeCost("view", "aten.view", "", "", cost(work=0, depth=sympy.S.Zero, bytes=0), "free"),
+        )
+        self.work, self.bytes, self.depth = 101 * b, 12 * b + 400, clog2(b) + 2
+
+    def critical_path(self, sizes):
+        return CriticalPath(self.depth, (PathStep("mm", "aten.mm", "", clog2(b) + 1),
+                                         PathStep("add", "aten.add", "", sympy.S.One)))
+
+    def value(self, expr, sizes):
+        return float(evaluate(sympy.sympify(expr), {size_symbol(k): v for k, v in sizes.items()}))
+
+
+def test_toy_roofline_by_hand():
+    table = NodeTable(Toy(), ROUND)
+    r = roofline_point(table, {"b": 1000})
+    # mm: 1e5 ops / 1e9 = 100 us > 4400 B / 1e8 = 44 us: compute-bound; add: 1 us < 8000 B / 1e8 = 80 us: memory
+    assert r["compute_s"] == pytest.approx(1e-4) and r["memory_s"] == pytest.approx(8e-5)
+    assert r["depth_s"] == pytest.approx((10 + 2) * 1e-6) and r["launches"] == 2 and r["launch_s"] == 2e-5
+    assert r["predicted_s"] == pytest.approx(1e-4 + 8e-5 + 12e-6 + 2e-5)
+    assert r["lower_s"] == pytest.approx(max(101_000 / 1e9, 12_400 / 1e8, 12e-6))
+    assert r["upper_s"] == pytest.approx(1e-4 + 8e-5 + 12e-6)
+    assert r["bound"] == "compute"
+    ops = {o["op"]: o for o in r["ops"]}
+    assert set(ops) == {"aten.mm", "aten.add"}  # the free view launches nothing
+    assert ops["aten.mm"]["bound"] == "compute" and ops["aten.add"]["bound"] == "memory"
+    assert ops["aten.mm"]["depth_s"] == pytest.approx(11e-6) and ops["aten.add"]["launch_s"] == 1e-5
+    assert sum(o["time_s"] for o in r["ops"]) == pytest.approx(r["predicted_s"])
+    # 100 b / 1e9 >= 2 * 10 us from b = 200 on; below, two launches (20 us) are the largest part
+    regime = roofline_regime(table, "b", {})
+    assert regime["first"] == "launch" and regime["changes"] == [{"at": 200, "bound": "compute"}]
+    assert regime["sentence"] == "Over b: launch-bound until b is about 200, then compute-bound."
