@@ -118,3 +118,105 @@ def test_toy_roofline_by_hand():
     regime = roofline_regime(table, "b", {})
     assert regime["first"] == "launch" and regime["changes"] == [{"at": 200, "bound": "compute"}]
     assert regime["sentence"] == "Over b: launch-bound until b is about 200, then compute-bound."
+
+
+# ---------------------------------------------------------------------------------------------
+# GPT on the H100 profile, against a recomputation from each node's own bytes and work
+
+
+@pytest.fixture(scope="module")
+def gpt():
+    return depthscope.analyze_file(example("gpt.py"))
+
+
+def recomputed(report, profile, sizes):
+    """T's four parts for the model and per op, from every node's work and bytes evaluated by sympy."""
+    values = {size_symbol(k): v for k, v in sizes.items()}
+    model = dict.fromkeys(LABELS, 0.0)
+    per_op: dict = {}
+    for node in report.nodes:
+        work = float(evaluate(node.cost.work, values))
+        moved = float(evaluate(node.cost.bytes, values))
+        if node.status == "free" or (work == 0 and moved == 0):
+            continue
+        op = per_op.setdefault(node.op, dict.fromkeys(LABELS, 0.0))
+        compute, memory = work / profile.peak_flops, moved / profile.memory_bandwidth
+        side = "compute" if compute >= memory else "memory"
+        for part, seconds in ((side, max(compute, memory)), ("launch", profile.launch_overhead_s)):
+            op[part] += seconds  # GPT has no loops: every op launches once
+            model[part] += seconds
+    for step in report.critical_path(sizes).steps:
+        per_op[step.op]["depth"] += float(evaluate(step.depth, values)) * profile.level_time_s
+    model["depth"] = float(evaluate(report.depth, values)) * profile.level_time_s
+    return model, per_op
+
+
+def largest(parts):
+    return max(LABELS, key=lambda label: parts[label])
+
+
+@pytest.mark.parametrize("sizes, expected", [({"b": 2, "n": 128}, {"memory", "launch"}),
+                                             ({"b": 64, "n": 1024}, {"compute"})])
+def test_gpt_regime_words_follow_from_the_nodes(gpt, sizes, expected):
+    r = roofline_point(NodeTable(gpt, H100), sizes)
+    model, per_op = recomputed(gpt, H100, sizes)
+    assert r["bound"] == largest(model) and r["bound"] in expected
+    for key, label in (("compute_s", "compute"), ("memory_s", "memory"), ("depth_s", "depth"), ("launch_s", "launch")):
+        assert r[key] == pytest.approx(model[label], rel=1e-9)
+    assert r["predicted_s"] == pytest.approx(sum(model.values()), rel=1e-9)
+    assert {o["op"]: o["bound"] for o in r["ops"]} == {op: largest(parts) for op, parts in per_op.items()}
+    values = gpt.evaluate(**sizes)
+    assert r["bytes"] == values["bytes"] and r["work"] == values["work"]
+    assert r["lower_s"] <= r["upper_s"] <= r["predicted_s"]
+
+
+def test_gpt_crossovers_are_where_the_recomputed_bound_changes(gpt):
+    table = NodeTable(gpt, H100)
+    for symbol, held in (("b", {"n": 128}), ("n", {"b": 64})):
+        regime = roofline_regime(table, symbol, held)
+        assert regime["changes"], regime["sentence"]
+        before = regime["first"]
+        for change in regime["changes"]:
+            x = change["at"]
+            assert largest(recomputed(gpt, H100, {**held, symbol: x - 1})[0]) == before
+            assert largest(recomputed(gpt, H100, {**held, symbol: x})[0]) == change["bound"]
+            before = change["bound"]
+        assert before == "compute"  # large sizes end compute-bound
+        assert f"then compute-bound" in regime["sentence"] and "until" in regime["sentence"]
+
+
+def test_gpt_times_grow_with_the_sizes(gpt):
+    table = NodeTable(gpt, H100)
+    for symbol, held, sizes in (("b", {"n": 128}, [2, 3, 8, 64, 500, 4096]), ("n", {"b": 2}, [2, 17, 128, 129, 1024])):
+        times = [roofline_point(table, {**held, symbol: x}) for x in sizes]
+        for key in ("predicted_s", "roofline_s", "compute_s", "lower_s", "upper_s"):
+            series = [t[key] for t in times]
+            assert series == sorted(series), (symbol, key, series)
+        assert [t["launches"] for t in times] == [times[0]["launches"]] * len(times)  # no loops: fixed kernels
+
+
+def test_cli_predict_gpt_h100_says_launch_bound_then_compute_bound(tmp_path, capsys):
+    png = tmp_path / "roofline.png"
+    argv = ["predict", example("gpt.py"), "--device-profile", "h100", "--at", "b=2", "--at", "n=128",
+            "--plot", str(png)]
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "launch-bound" in out and "Over b (holding n=128): launch-bound until b is about" in out
+    assert "then compute-bound" in out and f"plot: {png}" in out
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 20_000
+    assert cli.main(argv[:-2] + ["--format", "json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["schema"] == "depthscope.predict/2"
+    (p,) = result["points"]
+    assert p["roofline"]["bound"] == "launch" and p["roofline"]["ops"][0]["op"] == "aten.linear.default"
+    assert {r["symbol"] for r in result["roofline_regimes"]} == {"b", "n"}
+
+
+def test_cli_plot_needs_a_bandwidth(tmp_path, capsys):
+    prof = tmp_path / "four.toml"
+    prof.write_text("peak_flops = 1e12\nprocessors = 8\nlevel_time_s = 1e-9\nlaunch_overhead_s = 1e-6\n")
+    argv = ["predict", example("mlp.py"), "--device-profile", str(prof)]
+    assert cli.main(argv + ["--plot", str(tmp_path / "x.png")]) == 2
+    assert "no memory_bandwidth" in capsys.readouterr().err
+    assert cli.main(argv) == 0
+    assert "no memory_bandwidth in the profile: no roofline" in capsys.readouterr().out

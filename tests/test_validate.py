@@ -14,6 +14,8 @@ import depthscope.cli as cli
 from conftest import example
 from depthscope.errors import InputError
 from depthscope.predict.fit import SCIPY_MISSING, fit_terms, fit_time, nnls, nnls_exhaustive, r_squared, slope
+from depthscope.predict.profiles import cpu_profile
+from depthscope.predict.roofline import NodeTable
 from depthscope.predict.verdict import EXPLAINED_R2, verdict
 
 HAS_MPL = True
@@ -159,7 +161,7 @@ def test_small_cpu_run_json(small_run):
     for key in ("schema", "model", "device", "threads", "profile", "symbol", "held", "sizes", "median_s", "iqr_s",
                 "predicted", "points", "fit", "slopes", "verdict", "stopped_early", "elapsed_s"):
         assert key in result, key
-    assert result["schema"] == "depthscope.validate/1"
+    assert result["schema"] == "depthscope.validate/2"
     assert result["sizes"] == [8, 16, 32, 64] and result["held"] == {"b": 2}
     assert result["device"] == "cpu" and result["threads"] == 1 and result["profile"]["name"] == "cpu"
     assert not result["stopped_early"]
@@ -178,6 +180,17 @@ def test_small_cpu_run_json(small_run):
     assert result["verdict"]["explained"] is expected
     assert ("does NOT explain" in result["verdict"]["text"]) is (not expected)
     assert len(result["predicted"]["fit_s"]) == 4
+    # bytes and launches per size are the analysis's own; both fits report R^2; the verdict names their terms
+    table = NodeTable(analysis, cpu_profile(cores=1))
+    for p in result["points"]:
+        assert p["bytes"] == analysis.evaluate(b=2, n=p["size"])["bytes"]
+        assert p["launches"] == table.launches({"b": 2, "n": p["size"]}) > 0
+        assert p["predicted"]["roofline_s"] > 0 and p["predicted"]["fit_bytes_s"] > 0
+    full, work = result["fit_bytes"], result["fit_work"]
+    assert [t["term"] for t in full["terms"]] == ["W", "Q", "D", "K"] and [t["term"] for t in work["terms"]] == ["W"]
+    assert all(t["coefficient"] >= 0 for t in full["terms"]) and full["r2"] is not None and work["r2"] is not None
+    assert set(full["explained_by"]) <= {"W", "Q", "D", "K"}
+    assert f"R^2 = {full['r2']:.3f}" in result["verdict"]["text"] and f"R^2 = {work['r2']:.3f}" in result["verdict"]["text"]
 
 
 def test_plot_file_is_written(small_run):

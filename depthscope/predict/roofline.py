@@ -51,11 +51,15 @@ class NodeTable:
         v = np.array(self._nodes.values({**sizes, **self.built}), dtype=float)
         w, q, trips = v[:k], v[k:2 * k], v[2 * k:]
         total_w, total_q, depth = self._totals.values(sizes)
-        if self.built:  # nodes are one analysed build's: scale its split to the fitted totals (approximate)
+        if not self.at_build(sizes):  # nodes are one analysed build's: scale its split to the fitted totals
             w = w * (total_w / w.sum()) if w.sum() else w
             q = q * (total_q / q.sum()) if q.sum() else q
         return w, q, trips, (total_w, total_q, depth)
 
+
+    def at_build(self, sizes: dict[str, int]) -> bool:
+        """True when the nodes' own sizes are these (always for the symbolic engine)."""
+        return all(sizes.get(name) == value for name, value in self.built.items())
 
     def launches(self, sizes: dict[str, int]) -> int:
         """K: kernels one call launches on one stream (every node that moves or computes, once per loop trip)."""
@@ -119,7 +123,7 @@ def roofline_point(table: NodeTable, sizes: dict[str, int]) -> dict:
         "shares": {label: (parts[label] / total if total else 0.0) for label in LABELS},
         "approximate": (f"fitted engine: the per-op split is that of the analysed build at "
                         f"{', '.join(f'{k}={v}' for k, v in table.built.items())}, scaled to the totals"
-                        if table.built else None),
+                        if not table.at_build(sizes) else None),
     }
     out["ops"] = op_rows(table, sizes, w, q, compute, memory, launches, total)
     return out

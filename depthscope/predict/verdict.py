@@ -79,4 +79,13 @@ def bytes_fit_lines(result: dict) -> list[str]:
     text = (f"With bytes and launches, time = alpha*W + beta*Q + gamma*D + delta*K fits with {r2_words(full)}; "
             f"the terms that explain it: {', '.join(named) or 'none'}")
     text += f" ({', '.join(left)} get no weight or under 1%)." if left else "."
-    return [text, f"Work alone (time = alpha*W) fits with {r2_words(work)}."]
+    lines = [text, f"Work alone (time = alpha*W) fits with {r2_words(work)}."]
+    fixed = [f"{TERM_WORDS[key]} {key}" for key, name in (("D", "depth"), ("K", "launches"))
+             if len({p[name] for p in result["points"]}) == 1]
+    if len(fixed) == 2:
+        lines.append(f"{' and '.join(fixed)} do not change over these sizes, so the fit cannot tell them apart: "
+                     "either stands for the same per-call constant.")
+    if None not in (work["r2"], full["r2"]) and work["r2"] > full["r2"]:
+        lines.append("The fits minimise relative errors, not the squared errors R^2 measures, so the fit with more "
+                     "terms can have the lower R^2 on time.")
+    return lines
