@@ -20,6 +20,7 @@ from collections import defaultdict
 
 import numpy as np
 
+from depthscope.cost.traffic import FAST_MEMORY
 from depthscope.predict.launches import node_trips
 from depthscope.predict.numeric import Compiled
 from depthscope.predict.regimes import SEARCH_CAP, changes_clause, regime_changes
@@ -44,6 +45,12 @@ class NodeTable:
                  + [node_trips(n) for n in self.nodes])
         self._nodes = Compiled(exprs, names)
         self._totals = Compiled([report.work, report.bytes, report.depth], report.symbols)
+        m = profile.fast_memory_bytes  # io's M: the profile's fast memory (docs/predict-and-validate.md)
+        self._io = Compiled([report.io.subs(FAST_MEMORY, m)], report.symbols) if m else None
+
+    def io(self, sizes: dict[str, int]) -> float | None:
+        """The analysis's I/O bound at the profile's fast memory M (bytes), None without an M."""
+        return self._io.values(sizes)[0] if self._io else None
 
     def arrays(self, sizes: dict[str, int]):
         """(work, bytes, trips) per node and (W, Q, D) in total at `sizes`; a fitted build's split is scaled."""
@@ -110,6 +117,8 @@ def roofline_point(table: NodeTable, sizes: dict[str, int]) -> dict:
         "intensity": total_w / total_q if total_q else None,
         "work_term_s": total_w / prof.peak_flops,
         "memory_term_s": total_q / prof.memory_bandwidth,
+        "io_bytes": table.io(sizes),
+        "fast_memory_bytes": prof.fast_memory_bytes,
         "compute_s": parts["compute"],
         "memory_s": parts["memory"],
         "roofline_s": roof,

@@ -54,8 +54,8 @@ def plot_roofline(result: dict, path: str) -> str:
             label=f"memory roof: {bw / 1e12:.3g} TB/s x intensity")
     ax.plot([ridge, hi], [peak, peak], "-", color="black", lw=2.5, label=f"compute roof: peak {peak / 1e12:.3g} TFLOP/s")
     ax.axvline(ridge, color="grey", ls=":", lw=1)
-    ax.annotate(f"ridge point {ridge:.3g} ops/byte", (ridge, 0), xycoords=("data", "axes fraction"),
-                textcoords="offset points", xytext=(4, 6), fontsize=9, color="grey", rotation=90)
+    ax.annotate(f"ridge point {ridge:.3g} ops/byte", (ridge, peak), textcoords="offset points", xytext=(6, 8),
+                fontsize=9, color="grey")  # above the roofs nothing is drawn
     for label, colour in COLOURS.items():
         pts = [(x, y, o) for x, y, o in zip(xs, ys, ops) if o["bound"] == label]
         if pts:
@@ -87,10 +87,10 @@ def plot_roofline(result: dict, path: str) -> str:
                  "each op at work / (its roofline time + its depth and launches), area = its share of T",
                  fontsize=11)
     ax.grid(True, which="both", alpha=0.25)
-    ax.legend(fontsize=9, loc="lower right", markerscale=0.5)
+    ax.legend(fontsize=9, loc="upper left", markerscale=0.5)  # above the memory roof: no op is there
     if left_out:
-        ax.text(0.01, 0.99, f"{left_out} op(s) with no work or no bytes not drawn", transform=ax.transAxes,
-                fontsize=8, va="top", color="grey")
+        ax.text(0.99, 0.01, f"{left_out} op(s) with no work or no bytes not drawn", transform=ax.transAxes,
+                fontsize=8, ha="right", va="bottom", color="grey")
     try:
         fig.savefig(path, dpi=120)
     except (OSError, ValueError) as exc:

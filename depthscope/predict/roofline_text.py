@@ -27,12 +27,13 @@ def roofline_sections(result: dict, tablefmt: str) -> list[tuple[str, str]]:
     points = [p for p in result["points"] if p.get("roofline")]
     if not points:
         return [("roofline", f"profile {result['profile']['name']}: {profile_roof_line(result['profile'])}")]
-    head = ["sizes", "work W", "bytes Q", "W/Q", "W/peak", "Q/B", "roofline R", "D*t", "launches K", "K*o",
-            "T = R + D*t + K*o", "Brent range (parallel)", "bound"]
+    head = ["sizes", "work W", "bytes Q", "I/O at M", "W/Q", "W/peak", "Q/B", "roofline R", "D*t", "launches K",
+            "K*o", "T = R + D*t + K*o", "Brent range (parallel)", "bound"]
     rows = []
     for p in points:
         r = p["roofline"]
-        rows.append([_label(p["sizes"]), number(r["work"]), size_bytes(r["bytes"]), ratio(r["intensity"]),
+        rows.append([_label(p["sizes"]), number(r["work"]), size_bytes(r["bytes"]), size_bytes(r["io_bytes"]),
+                     ratio(r["intensity"]),
                      seconds(r["work_term_s"]), seconds(r["memory_term_s"]), seconds(r["roofline_s"]),
                      seconds(r["depth_s"]), f"{r['launches']:,}", seconds(r["launch_s"]), seconds(r["predicted_s"]),
                      f"{seconds(r['lower_s'])} .. {seconds(r['upper_s'])}", f"{r['bound']}-bound"])
