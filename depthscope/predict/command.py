@@ -19,8 +19,10 @@ from depthscope.predict.sizes import complete_sizes, expand_points, parse_sizes
 @click.option("--at", "at", multiple=True, metavar="NAME=INT[,INT...]", callback=bounded_sizes,
               help="Sizes to predict at (repeat per symbol; a list gives one row per combination). "
                    "Symbols not given take their size in the example inputs.")
-@click.option("--device-profile", "device_profile", default="h100", show_default=True, metavar="h100|a100|cpu|FILE.toml",
-              help="Built-in profile or a TOML file (peak_flops, processors, level_time_s, launch_overhead_s).")
+@click.option("--device-profile", "device_profile", default="h100", show_default=True,
+              metavar="h100|h200|a100|a100-40gb|cpu|FILE.toml",
+              help="Built-in profile or a TOML file (peak_flops, processors, level_time_s, launch_overhead_s, "
+                   "memory_bandwidth, fast_memory_bytes).")
 @click.option("--over", "over", multiple=True, metavar="NAME",
               help="Solve the regime crossover over these symbols only (default: every symbol).")
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "markdown"]), default="table", show_default=True)
@@ -81,8 +83,9 @@ def check_plot_path(plot: str) -> None:
 @click.option("--at", "at", multiple=True, metavar="NAME=INT", callback=bounded_sizes,
               help="Hold another symbol at this size (default: its size in the example inputs).")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
-@click.option("--device-profile", "device_profile", default=None, metavar="h100|a100|cpu|FILE.toml",
-              help="Profile for the predicted times (default: cpu on --device cpu, a100 or h100 on cuda).")
+@click.option("--device-profile", "device_profile", default=None, metavar="h100|h200|a100|a100-40gb|cpu|FILE.toml",
+              help="Profile for the predicted times (default: cpu on --device cpu; on cuda a100, a100-40gb, h200 "
+                   "or h100 by the GPU's name).")
 @click.option("--repeats", type=click.IntRange(min=1), default=7, show_default=True,
               help="Timed blocks per size (median and IQR are over these).")
 @click.option("--max-seconds", "max_seconds", type=click.FloatRange(min=0, min_open=True), default=None,
