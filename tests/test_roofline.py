@@ -5,7 +5,6 @@ compiled evaluator predict uses), and derive the regime words and the crossovers
 """
 
 import json
-import math
 from types import SimpleNamespace
 
 import pytest
@@ -18,7 +17,7 @@ from depthscope.engine.analysis import CriticalPath, PathStep
 from depthscope.engine.nodes import NodeCost
 from depthscope.predict.devices import DeviceProfile
 from depthscope.predict.numeric import Compiled
-from depthscope.predict.profiles import H100, load_profile
+from depthscope.predict.profiles import H100
 from depthscope.predict.regimes import changes_clause, regime_changes, scan_sizes
 from depthscope.predict.roofline import LABELS, NodeTable, roofline_point, roofline_regime
 from depthscope.symbols import SymbolInfo, clog2, evaluate, size_symbol
@@ -182,7 +181,7 @@ def test_gpt_crossovers_are_where_the_recomputed_bound_changes(gpt):
             assert largest(recomputed(gpt, H100, {**held, symbol: x})[0]) == change["bound"]
             before = change["bound"]
         assert before == "compute"  # large sizes end compute-bound
-        assert f"then compute-bound" in regime["sentence"] and "until" in regime["sentence"]
+        assert "then compute-bound" in regime["sentence"] and "until" in regime["sentence"]
 
 
 def test_gpt_times_grow_with_the_sizes(gpt):
