@@ -13,6 +13,7 @@ import sympy
 import depthscope
 import depthscope.cli as cli
 from conftest import example
+from depthscope.cost.traffic import FAST_MEMORY
 from depthscope.engine.analysis import CriticalPath, PathStep
 from depthscope.engine.nodes import NodeCost
 from depthscope.predict.devices import DeviceProfile
@@ -89,6 +90,7 @@ class Toy:
             NodeCost("view", "aten.view", "", "", cost(work=0, depth=sympy.S.Zero, bytes=0), "free"),
         )
         self.work, self.bytes, self.depth = 101 * b, 12 * b + 400, clog2(b) + 2
+        self.io = self.bytes + 8 * b**2 / FAST_MEMORY  # a made-up bound: the profile's M must be put in
 
     def critical_path(self, sizes):
         return CriticalPath(self.depth, (PathStep("mm", "aten.mm", "", clog2(b) + 1),
@@ -107,7 +109,7 @@ def test_toy_roofline_by_hand():
     assert r["predicted_s"] == pytest.approx(1e-4 + 8e-5 + 12e-6 + 2e-5)
     assert r["lower_s"] == pytest.approx(max(101_000 / 1e9, 12_400 / 1e8, 12e-6))
     assert r["upper_s"] == pytest.approx(1e-4 + 8e-5 + 12e-6)
-    assert r["bound"] == "compute"
+    assert r["bound"] == "compute" and r["io_bytes"] == 12_400 + 8 * 1000**2 / 2**20
     ops = {o["op"]: o for o in r["ops"]}
     assert set(ops) == {"aten.mm", "aten.add"}  # the free view launches nothing
     assert ops["aten.mm"]["bound"] == "compute" and ops["aten.add"]["bound"] == "memory"
