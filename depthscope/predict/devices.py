@@ -53,65 +53,56 @@ def _level_source(ghz: float) -> str:
             "microbenchmarks: Luo et al. 2024, arXiv:2402.13499")
 
 
-def _hopper(name: str, memory: str, bandwidth: float, datasheet: str) -> DeviceProfile:
-    """H100 SXM5 and H200 SXM share the GH100 die (132 SMs, 50 MB L2, 228 KB shared memory per SM)."""
+# What the cards of one chip share: lanes, clock, shared memory per SM, and where each figure comes from.
+HOPPER = {  # GH100 in the SXM5 H100 and the H200: 132 SMs, 50 MB L2, 228 KB shared memory per SM
+    # 132 SMs x 128 FP32 lanes = 16,896; 16,896 x 2 FLOP (FMA) x 1.98 GHz = 66.9 TFLOP/s (datasheets: 67)
+    "peak_flops": 66.9e12, "processors": 16896, "level_time_s": 15e-9, "fast_memory_bytes": 228 * KB,
+    "sources": {
+        "peak_flops": "NVIDIA H100 and H200 Tensor Core GPU datasheets: FP32 67 TFLOPS (SXM); = 16,896 lanes x 2 x "
+                      "1.98 GHz. TF32 tensor cores: 494.7 TFLOPS dense (989 with sparsity)",
+        "processors": "NVIDIA H100 whitepaper (Hopper architecture): 132 SMs x 128 FP32 cores = 16,896",
+        "level_time_s": _level_source(1.98),
+        "fast_memory_bytes": "NVIDIA Hopper Tuning Guide: shared memory configurable up to 228 KB per SM (227 KB to "
+                             "one thread block); the 50 MB L2 is shared by the 132 SMs and not counted in M",
+    },
+}
+AMPERE = {  # GA100 in the A100 SXM4 40 GB and 80 GB: 108 SMs, 40 MB L2, 164 KB shared memory per SM
+    # 108 SMs x 64 FP32 lanes = 6,912; 6,912 x 2 x 1.41 GHz = 19.5 TFLOP/s (datasheet: 19.5)
+    "peak_flops": 19.5e12, "processors": 6912, "level_time_s": 21e-9, "fast_memory_bytes": 164 * KB,
+    "sources": {
+        "peak_flops": "NVIDIA A100 Tensor Core GPU datasheet: FP32 19.5 TFLOPS; = 6,912 lanes x 2 x 1.41 GHz. "
+                      "TF32 tensor cores: 156 TFLOPS dense (312 with sparsity)",
+        "processors": "NVIDIA A100 whitepaper (Ampere architecture): 108 SMs x 64 FP32 cores = 6,912",
+        "level_time_s": _level_source(1.41),
+        "fast_memory_bytes": "NVIDIA Ampere Tuning Guide: A100 shared memory capacity up to 164 KB per SM; the 40 MB "
+                             "L2 is shared by the 108 SMs and not counted in M",
+    },
+}
+
+
+def _gpu(chip: dict, name: str, card: str, bandwidth: float, bandwidth_source: str) -> DeviceProfile:
+    """One card of a chip: its memory's bandwidth (bytes/s) and where that figure comes from."""
     return DeviceProfile(
         name=name,
-        # 132 SMs x 128 FP32 lanes = 16,896; 16,896 x 2 FLOP (FMA) x 1.98 GHz = 66.9 TFLOP/s (datasheets: 67)
-        peak_flops=66.9e12,
-        processors=16896,
-        level_time_s=15e-9,
+        peak_flops=chip["peak_flops"],
+        processors=chip["processors"],
+        level_time_s=chip["level_time_s"],
         launch_overhead_s=5e-6,
         memory_bandwidth=bandwidth,
-        fast_memory_bytes=228 * KB,
-        description=f"NVIDIA {name.upper()} SXM, {memory}, dense FP32 on CUDA cores (PyTorch's default float32 "
-                    "precision)",
-        sources={
-            "peak_flops": f"{datasheet}: FP32 67 TFLOPS (SXM); = 16,896 lanes x 2 x 1.98 GHz. TF32 tensor cores: "
-                          "494.7 TFLOPS dense (989 with sparsity)",
-            "processors": "NVIDIA H100 whitepaper (Hopper architecture): 132 SMs x 128 FP32 cores = 16,896",
-            "level_time_s": _level_source(1.98),
-            "launch_overhead_s": LAUNCH_SOURCE,
-            "memory_bandwidth": f"{datasheet}: GPU memory bandwidth {bandwidth / 1e12:g} TB/s ({memory})",
-            "fast_memory_bytes": "NVIDIA Hopper Tuning Guide: shared memory configurable up to 228 KB per SM "
-                                 "(227 KB to one thread block); the 50 MB L2 is shared by the 132 SMs and not "
-                                 "counted in M",
-        },
+        fast_memory_bytes=chip["fast_memory_bytes"],
+        description=f"NVIDIA {card}, dense FP32 on CUDA cores (PyTorch's default float32 precision)",
+        sources={**chip["sources"], "launch_overhead_s": LAUNCH_SOURCE, "memory_bandwidth": bandwidth_source},
     )
 
 
-H100 = _hopper("h100", "80 GB HBM3", 3.35e12, "NVIDIA H100 Tensor Core GPU datasheet")
-H200 = _hopper("h200", "141 GB HBM3e", 4.8e12, "NVIDIA H200 Tensor Core GPU datasheet")
-
-
-def _ampere(name: str, memory: str, bandwidth: float) -> DeviceProfile:
-    """A100 SXM4 40 GB and 80 GB share the GA100 configuration (108 SMs, 40 MB L2, 164 KB shared memory per SM)."""
-    return DeviceProfile(
-        name=name,
-        # 108 SMs x 64 FP32 lanes = 6,912; 6,912 x 2 x 1.41 GHz = 19.5 TFLOP/s (datasheet: 19.5)
-        peak_flops=19.5e12,
-        processors=6912,
-        level_time_s=21e-9,
-        launch_overhead_s=5e-6,
-        memory_bandwidth=bandwidth,
-        fast_memory_bytes=164 * KB,
-        description=f"NVIDIA A100 SXM4 {memory}, dense FP32 on CUDA cores (PyTorch's default float32 precision)",
-        sources={
-            "peak_flops": "NVIDIA A100 Tensor Core GPU datasheet: FP32 19.5 TFLOPS; = 6,912 lanes x 2 x 1.41 GHz. "
-                          "TF32 tensor cores: 156 TFLOPS dense (312 with sparsity)",
-            "processors": "NVIDIA A100 whitepaper (Ampere architecture): 108 SMs x 64 FP32 cores = 6,912",
-            "level_time_s": _level_source(1.41),
-            "launch_overhead_s": LAUNCH_SOURCE,
-            "memory_bandwidth": f"NVIDIA A100 Tensor Core GPU datasheet: GPU memory bandwidth "
-                                f"{bandwidth / 1e9:,.0f} GB/s ({memory}, SXM4)",
-            "fast_memory_bytes": "NVIDIA Ampere Tuning Guide: A100 shared memory capacity up to 164 KB per SM; the "
-                                 "40 MB L2 is shared by the 108 SMs and not counted in M",
-        },
-    )
-
-
-A100 = _ampere("a100", "80 GB HBM2e", 2.039e12)
-A100_40GB = _ampere("a100-40gb", "40 GB HBM2", 1.555e12)
+H100 = _gpu(HOPPER, "h100", "H100 SXM5, 80 GB HBM3", 3.35e12,
+            "NVIDIA H100 Tensor Core GPU datasheet: GPU memory bandwidth 3.35 TB/s (SXM, HBM3)")
+H200 = _gpu(HOPPER, "h200", "H200 SXM, 141 GB HBM3e", 4.8e12,
+            "NVIDIA H200 Tensor Core GPU datasheet: GPU memory bandwidth 4.8 TB/s (HBM3e)")
+A100 = _gpu(AMPERE, "a100", "A100 SXM4, 80 GB HBM2e", 2.039e12,
+            "NVIDIA A100 Tensor Core GPU datasheet: GPU memory bandwidth 2,039 GB/s (80 GB SXM4, HBM2e)")
+A100_40GB = _gpu(AMPERE, "a100-40gb", "A100 SXM4, 40 GB HBM2", 1.555e12,
+                 "NVIDIA A100 Tensor Core GPU datasheet: GPU memory bandwidth 1,555 GB/s (40 GB SXM4, HBM2)")
 
 CPU_GHZ = 3.0
 CPU_LANES_PER_CORE = 16  # AVX2: 2 FMA units x 8 FP32 lanes

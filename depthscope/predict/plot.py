@@ -99,6 +99,11 @@ def plot_validation(result: dict, path: str) -> str:
             a.set_xticklabels([f"{x:,}" for x in xs])
         ax.xaxis.set_minor_locator(plt.NullLocator())
         ax_w.xaxis.set_minor_locator(plt.NullLocator())
+    return save_figure(plt, fig, path)
+
+
+def save_figure(plt, fig, path: str) -> str:
+    """Write `fig` to `path` and close it; InputError (exit 2) when the file cannot be written."""
     try:
         fig.savefig(path, dpi=120)
     except (OSError, ValueError) as exc:

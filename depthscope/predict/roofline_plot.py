@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 
 from depthscope.errors import InputError
-from depthscope.predict.plot import require_matplotlib
+from depthscope.predict.plot import require_matplotlib, save_figure
 from depthscope.predict.units import seconds
 
 LABELLED = 6  # ops named on the plot, by share of the time
@@ -91,13 +91,7 @@ def plot_roofline(result: dict, path: str) -> str:
     if left_out:
         ax.text(0.99, 0.01, f"{left_out} op(s) with no work or no bytes not drawn", transform=ax.transAxes,
                 fontsize=8, ha="right", va="bottom", color="grey")
-    try:
-        fig.savefig(path, dpi=120)
-    except (OSError, ValueError) as exc:
-        raise InputError(f"--plot {path}: cannot write the figure: {exc}") from exc
-    finally:
-        plt.close(fig)
-    return path
+    return save_figure(plt, fig, path)
 
 
 WIDTH_PT, HEIGHT_PT, CHAR_PT, LINE_PT = 700.0, 480.0, 5.5, 12.0  # the axes in points, a label's letters
