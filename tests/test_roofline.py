@@ -221,3 +221,16 @@ def test_cli_plot_needs_a_bandwidth(tmp_path, capsys):
     assert "no memory_bandwidth" in capsys.readouterr().err
     assert cli.main(argv) == 0
     assert "no memory_bandwidth in the profile: no roofline" in capsys.readouterr().out
+
+
+def test_cli_fast_memory_replaces_the_profiles_m(capsys):
+    argv = ["predict", example("attention.py"), "--at", "b=2", "--at", "n=1024", "--format", "json"]
+    assert cli.main(argv + ["--fast-memory", "50MB"]) == 0
+    big = json.loads(capsys.readouterr().out)["points"][0]["roofline"]
+    assert cli.main(argv) == 0
+    small = json.loads(capsys.readouterr().out)["points"][0]["roofline"]
+    report = depthscope.analyze_file(example("attention.py"))
+    for r, m in ((big, 50_000_000), (small, H100.fast_memory_bytes)):
+        expected = float(evaluate(report.io.subs(FAST_MEMORY, m), {b: 2, n: 1024}))
+        assert r["fast_memory_bytes"] == m and r["io_bytes"] == pytest.approx(expected, rel=1e-12)
+    assert big["io_bytes"] < small["io_bytes"]  # a larger fast memory: fewer re-reads of K and V

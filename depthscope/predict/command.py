@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import click
@@ -9,9 +10,17 @@ import click
 from depthscope.engine import ENGINES
 
 from depthscope.errors import InputError
-from depthscope.options import bounded_sizes, timeout_option
+from depthscope.options import bounded_sizes, parse_bytes, timeout_option
 from depthscope.predict.profiles import load_profile
 from depthscope.predict.sizes import complete_sizes, expand_points, parse_sizes
+
+
+def bytes_size(ctx, param, value):
+    """--fast-memory's value in bytes (None when not given); a bad size is click's usage error."""
+    try:
+        return None if value is None else parse_bytes(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
 
 
 @click.command("predict")
@@ -34,14 +43,20 @@ from depthscope.predict.sizes import complete_sizes, expand_points, parse_sizes
 @click.option("--symbolic", "symbolic", multiple=True, metavar="NAME",
               help="Make this integer keyword parameter of the model factory a symbol (repeatable).")
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
+@click.option("--fast-memory", "fast_memory", default=None, metavar="BYTES", callback=bytes_size,
+              help="The fast memory M of the I/O bound (49152, 48KiB, 50MB), in place of the profile's "
+                   "fast_memory_bytes (shared memory per SM on the built-in GPUs).")
 @timeout_option
-def predict_command(path, at, device_profile, over, fmt, plot, train, engine, symbolic, debug):
+def predict_command(path, at, device_profile, over, fmt, plot, train, engine, symbolic, debug, fast_memory):
     """Predict time for the model file PATH on a device: roofline with depth and launches, Brent's range, regime."""
     from depthscope.pipeline import analyze_subject, load_subject
     from depthscope.predict.model import predict  # sympy and torch: only when the command runs
     from depthscope.predict.render import render_prediction
 
     profile = load_profile(device_profile)
+    if fast_memory is not None:  # the I/O bound's M, in place of the profile's
+        profile = dataclasses.replace(profile, fast_memory_bytes=fast_memory,
+                                      sources={**profile.sources, "fast_memory_bytes": "--fast-memory"})
     if plot:
         check_plot_path(plot)
         if not profile.memory_bandwidth:
@@ -139,3 +154,4 @@ def validate_command(path, sizes, at, device, device_profile, repeats, max_secon
     if result["stopped_early"]:
         click.echo(f"depthscope: stopped early: {result['stop_reason']}", err=True)
     click.echo(render_validation(result, fmt), nl=False)
+

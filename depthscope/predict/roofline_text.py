@@ -13,7 +13,12 @@ def profile_roof_line(profile: dict) -> str:
         return "no memory_bandwidth in the profile: no roofline"
     text = f"bandwidth {rate_bytes(bw)}, ridge point {profile['peak_flops'] / bw:.3g} ops/byte"
     m = profile.get("fast_memory_bytes")
-    return text + (f", fast memory M = {m / 1024:,.0f} KiB" if m else "")
+    return text + (f", fast memory M = {memory_words(m)}" if m else "")
+
+
+def memory_words(m: int) -> str:
+    """228 KiB for whole KiB below a MiB (how shared memory is quoted), else decimal units: 50 MB."""
+    return f"{m // 1024} KiB" if m % 1024 == 0 and m < 1024**2 else size_bytes(m)
 
 
 def _label(sizes: dict) -> str:
