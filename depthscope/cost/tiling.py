@@ -34,13 +34,10 @@ def io_rule(*ops) -> Callable[[IoRule], IoRule]:
 
 
 def tiled_extra(a: TensorMeta, b: TensorMeta, out: TensorMeta, macs: sympy.Expr) -> sympy.Expr:
-    """Bytes a tiled product moves beyond reading A and B once and writing C once.
+    """Bytes a tiled product moves beyond reading A and B once and writing C once: (s_A + s_B) * macs / T.
 
-    Tiles of side T = sqrt(M / (3 s)) elements (one tile each of A, B and C fill M): C[m, p] = A[m, k] B[k, p]
-    reads A ceil(p/T) times and B ceil(m/T) times, so at most s_A m k p / T + s_B k m p / T more than once:
-    (s_A + s_B) * macs / T, with macs = m k p (per batch, summed); Hong and Kung 1981 bound it below by
-    Omega(m k p / sqrt(M)).
-    """
+    C[m, p] = A[m, k] B[k, p] in tiles of side T = sqrt(M / (3 s)) (a tile each of A, B and C fill M) reads A
+    ceil(p/T) <= p/T + 1 times and B ceil(m/T) times; Hong and Kung 1981 bound any schedule by Omega(m k p / sqrt(M))."""
     s = max(itemsize(a.dtype), itemsize(b.dtype), itemsize(out.dtype))
     return (itemsize(a.dtype) + itemsize(b.dtype)) * macs * sympy.sqrt(3 * s) / sympy.sqrt(FAST_MEMORY)
 

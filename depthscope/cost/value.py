@@ -11,21 +11,15 @@ from depthscope.symbols import ZERO, as_expr
 
 @dataclass(frozen=True)
 class Cost:
-    """Work (unit operations), depth (longest dependent chain), matmul-family FLOPs, bytes and I/O.
+    """Work, depth, matmul-family FLOPs (as flop_counter counts them), bytes moved and I/O of an op or composition.
 
-    `flops` is the part of work that `torch.utils.flop_counter` counts (2 per multiply-add of
-    mm/bmm/conv/attention); it is reported apart so users can compare with FLOP counters.
-    `bytes` are the bytes the op reads and writes, unfused (0 from a rule: the walk fills them from the tensors);
-    `io` the bytes that must move between slow memory and a fast memory of `FAST_MEMORY` bytes (default `bytes`).
-    `a + b` composes in sequence (work and depth add); `a | b` in parallel (work adds, depth is the max); bytes
-    and I/O add in both.
-    """
+    `a + b` in sequence (work and depth add), `a | b` in parallel (depth is the max); the rest add in both."""
 
     work: sympy.Expr = ZERO
     depth: sympy.Expr = ZERO
     flops: sympy.Expr = ZERO
-    bytes: sympy.Expr = ZERO
-    io: sympy.Expr | None = None
+    bytes: sympy.Expr = ZERO  # read + written, unfused; 0 from a rule: the walk counts them from the tensors
+    io: sympy.Expr | None = None  # bytes to and from a fast memory of FAST_MEMORY bytes; None: equal to `bytes`
 
     def __post_init__(self):
         for part in ("work", "depth", "flops", "bytes"):
