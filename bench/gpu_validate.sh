@@ -28,7 +28,8 @@ EOF
 "$PY" -m depthscope validate examples/gpt.py --sizes n=64,128,256,512,1024 --at b=8 \
     --device cuda --repeats 7 --max-seconds 120 --format json --plot "$OUT/gpt_cuda.png" \
     > "$OUT/gpt_cuda.json"
-"$PY" -m depthscope predict examples/gpt.py --at n=1024 --at b=8 --device-profile h100 > "$OUT/gpt_predict_h100.txt"
+"$PY" -m depthscope predict examples/gpt.py --at n=1024 --at b=8 --device-profile h100 --plot "$OUT/gpt_roofline_h100.png" \
+    > "$OUT/gpt_predict_h100.txt"
 "$PY" -m depthscope predict examples/attention.py --at n=4096 --at b=8 --device-profile h100 --format json \
     > "$OUT/attention_predict_h100.json"
 
@@ -46,6 +47,12 @@ for name in ("attention_cuda", "gpt_cuda"):
               f"gamma={fit['gamma_s']:.3g} s; R^2={fit['r2']:.4f}, log R^2={fit['r2_log']:.4f}")
     print(f"slope measured {s['measured']}, predicted {s['predicted']}, work {s['work']}")
     print("verdict:", r["verdict"]["text"])
+    roof = r["predicted"].get("roofline_s") or []
+    if roof and all(roof):  # the roofline's one-stream prediction T against the clock, no calibration
+        print("roofline T / measured:", ", ".join(f"{s}: {t / m:.2f}" for s, t, m in zip(r["sizes"], roof, r["median_s"])))
+    if r.get("fit_bytes"):
+        fb, fw = r["fit_bytes"], r["fit_work"]
+        print(f"fit W,Q,D,K: R^2={fb['r2']:.4f}, explained by {fb['explained_by']}; W only: R^2={fw['r2']:.4f}")
     if r["stopped_early"]:
         print("stopped early:", r["stop_reason"])
 print(f"\nplots and JSON in {out}/")

@@ -1,5 +1,7 @@
 """Hyperparameters as symbols: widths and layer counts in the formulas, exact in the Dims, fitted in the rest."""
 
+from pathlib import Path
+
 import sympy
 import torch
 from torch import nn
@@ -7,34 +9,13 @@ from torch.export import Dim
 
 import depthscope
 import depthscope.cli as cli
+from conftest import example
 from depthscope.symbols import clog2, size_symbol
 
 b, n, d, L = (size_symbol(s) for s in ("b", "n", "d", "layers"))
 LOG2 = sympy.log(2)
 
-SINGLE_HEAD = '''
-import torch
-from torch import nn
-from torch.export import Dim
-
-class Head(nn.Module):
-    def __init__(self, d: int = 64):
-        super().__init__()
-        self.q, self.k, self.v = (nn.Linear(d, d, bias=False) for _ in range(3))
-
-    def forward(self, x):
-        scores = self.q(x) @ self.k(x).transpose(1, 2) / x.shape[-1] ** 0.5
-        return scores.softmax(-1) @ self.v(x)
-
-def model(d: int = 64):
-    return Head(d)
-
-def example_inputs(d: int = 64):
-    return (torch.randn(2, 16, d),)
-
-dynamic_shapes = {"x": {0: Dim("b"), 1: Dim("n")}}
-symbolic = ("d",)
-'''
+SINGLE_HEAD = Path(example("seed/attention.py")).read_text()  # the seed article's head, width d a symbol
 
 
 def test_single_head_attention_in_d(write_model):

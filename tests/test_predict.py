@@ -147,7 +147,8 @@ def test_crossover_outside_range():
 def test_predict_result_shape():
     report = toy_report(n**2, 10 * clog2(n) + 5)
     result = predict(report, ROUND, [{"n": 256}, {"n": 4096}])
-    assert result["schema"] == "depthscope.predict/1"
+    assert result["schema"] == "depthscope.predict/2"
+    assert result["roofline_regimes"] == [] and result["points"][0]["roofline"] is None  # no bandwidth in ROUND
     assert [p["sizes"] for p in result["points"]] == [{"n": 256}, {"n": 4096}]
     assert [p["bound"] for p in result["points"]] == ["depth", "work"]
     (regime,) = result["regimes"]
@@ -166,12 +167,24 @@ def test_parse_sizes():
 # Profiles
 
 
+def test_builtin_roofline_figures_are_the_datasheets():
+    h200, a40 = load_profile("h200"), load_profile("a100-40gb")
+    assert (H100.memory_bandwidth, h200.memory_bandwidth) == (3.35e12, 4.8e12)  # HBM3, HBM3e
+    assert (A100.memory_bandwidth, a40.memory_bandwidth) == (2.039e12, 1.555e12)  # 80 GB HBM2e, 40 GB HBM2
+    assert H100.fast_memory_bytes == h200.fast_memory_bytes == 228 * 1024  # shared memory per SM, Hopper
+    assert A100.fast_memory_bytes == a40.fast_memory_bytes == 164 * 1024  # per SM, A100
+    assert h200.peak_flops == H100.peak_flops and H100.ridge_intensity == pytest.approx(66.9 / 3.35)
+    cpu = cpu_profile(cores=2)
+    assert cpu.memory_bandwidth == 2 * 10e9 and cpu.fast_memory_bytes >= 256 * 1024
+
+
 def test_builtin_profiles():
     assert load_profile("h100") is H100 and load_profile("A100") is A100
     assert H100.peak_flops == pytest.approx(16896 * 2 * 1.98e9, rel=1e-3)  # the datasheet's 67 TFLOPS FP32
     assert A100.peak_flops == pytest.approx(6912 * 2 * 1.41e9, rel=1e-3)  # 19.5 TFLOPS FP32
-    for prof in (H100, A100, load_profile("cpu")):
-        assert set(prof.sources) == {"peak_flops", "processors", "level_time_s", "launch_overhead_s"}
+    for prof in (H100, A100, load_profile("h200"), load_profile("a100-40gb"), load_profile("cpu")):
+        assert set(prof.sources) == {"peak_flops", "processors", "level_time_s", "launch_overhead_s",
+                                     "memory_bandwidth", "fast_memory_bytes"}
         assert prof.lane_flops == pytest.approx(prof.peak_flops / prof.processors)
     four = cpu_profile(cores=4)
     assert four.processors == 64 and four.peak_flops == pytest.approx(4 * 32 * 3e9)
@@ -188,6 +201,13 @@ def test_toml_profile(tmp_path):
     base.write_text('[profile]\nname = "h100-tf32"\nbase = "h100"\npeak_flops = 494.7e12\n')
     prof = load_profile(str(base))
     assert prof.name == "h100-tf32" and prof.peak_flops == 494.7e12 and prof.processors == H100.processors
+    assert (prof.memory_bandwidth, prof.fast_memory_bytes) == (3.35e12, 228 * 1024)  # inherited from h100
+    roof = tmp_path / "roof.toml"
+    roof.write_text('base = "a100"\nmemory_bandwidth = 1.5e12\nfast_memory_bytes = 65536\n')
+    prof = load_profile(str(roof))
+    assert (prof.memory_bandwidth, prof.fast_memory_bytes, prof.peak_flops) == (1.5e12, 65536, A100.peak_flops)
+    assert prof.ridge_intensity == pytest.approx(19.5e12 / 1.5e12) and prof.sources["memory_bandwidth"] == str(roof)
+    assert load_profile(str(path)).memory_bandwidth is None  # a four-key file: Brent's terms only, no roofline
 
 
 @pytest.mark.parametrize("text, message", [
@@ -199,6 +219,8 @@ def test_toml_profile(tmp_path):
     ("peak_flops = 1e12\nprocessors = 8\nlevel_time_s = -1e-9\nlaunch_overhead_s = 1e-6\n", "zero or positive"),
     ("peak_flops = 1e12\nprocessors = 8\nlevel_time_s = \n", "invalid TOML"),
     ('base = "tpu"\n', "not a built-in profile"),
+    ('base = "h100"\nmemory_bandwidth = 0\n', "must be positive (bytes/s)"),
+    ('base = "h100"\nfast_memory_bytes = 1.5\n', "fast_memory_bytes = 1.5 must be a positive integer"),
 ])
 def test_toml_profile_errors(tmp_path, text, message):
     path = tmp_path / "bad.toml"

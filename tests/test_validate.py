@@ -13,8 +13,10 @@ import depthscope
 import depthscope.cli as cli
 from conftest import example
 from depthscope.errors import InputError
-from depthscope.predict.fit import fit_time, nnls, nnls_exhaustive, r_squared, slope
-from depthscope.predict.validate import EXPLAINED_R2, verdict
+from depthscope.predict.fit import SCIPY_MISSING, fit_terms, fit_time, nnls, nnls_exhaustive, r_squared, slope
+from depthscope.predict.profiles import cpu_profile
+from depthscope.predict.roofline import NodeTable
+from depthscope.predict.verdict import EXPLAINED_R2, verdict
 
 HAS_MPL = True
 try:
@@ -77,6 +79,35 @@ def test_nnls_builtin_matches_scipy_with_active_constraints():
     assert list(x) == [1.0, 0.0] and "built-in" in used
 
 
+def test_fit_with_bytes_recovers_known_coefficients_and_says_which_terms_explain():
+    # columns that are not proportional: work ~ n^2, bytes ~ n, depth ~ log n, launches fixed (a per-call cost)
+    sizes = 2.0 ** np.arange(5, 13)
+    cols = {"W": 280 * sizes**2 + 32768 * sizes, "Q": 4096 * sizes + 65536, "D": 3 * np.log2(sizes) + 24,
+            "K": np.full(len(sizes), 25.0)}
+    truth = {"W": 2e-11, "Q": 5e-10, "D": 0.0, "K": 4e-6}
+    times = sum(truth[k] * cols[k] for k in cols)
+    fit = fit_terms(cols, times, method="builtin")
+    got = {t["term"]: t["coefficient"] for t in fit["terms"]}
+    for k, v in truth.items():
+        assert got[k] == pytest.approx(v, rel=1e-6, abs=1e-18)
+    assert fit["explained_by"] == ["W", "Q", "K"]  # depth got no weight
+    assert fit["r2"] == pytest.approx(1.0) and fit["r2_log"] == pytest.approx(1.0)
+    shares = {t["term"]: t["share"] for t in fit["terms"]}
+    expected = {k: np.mean(truth[k] * cols[k] / times) for k in cols}
+    assert shares == pytest.approx(expected)
+    assert sum(shares.values()) == pytest.approx(1.0)
+    assert fit["note"] is None  # the built-in solver was asked for
+    auto = fit_terms(cols, times)
+    try:
+        import scipy  # noqa: F401
+    except ImportError:
+        assert auto["note"] == SCIPY_MISSING and "depthscope[validate]" in auto["note"]
+    else:
+        assert auto["note"] is None and auto["method"] == "scipy.optimize.nnls"
+    work_only = fit_terms({"W": cols["W"]}, times, method="builtin")
+    assert work_only["r2"] < fit["r2"] and work_only["terms"][0]["coefficient"] > 0
+
+
 def test_r_squared_and_slope():
     y = np.array([1.0, 2.0, 3.0])
     assert r_squared(y, y) == 1.0 and r_squared(np.ones(3), np.ones(3)) is None
@@ -130,7 +161,7 @@ def test_small_cpu_run_json(small_run):
     for key in ("schema", "model", "device", "threads", "profile", "symbol", "held", "sizes", "median_s", "iqr_s",
                 "predicted", "points", "fit", "slopes", "verdict", "stopped_early", "elapsed_s"):
         assert key in result, key
-    assert result["schema"] == "depthscope.validate/1"
+    assert result["schema"] == "depthscope.validate/2"
     assert result["sizes"] == [8, 16, 32, 64] and result["held"] == {"b": 2}
     assert result["device"] == "cpu" and result["threads"] == 1 and result["profile"]["name"] == "cpu"
     assert not result["stopped_early"]
@@ -149,6 +180,17 @@ def test_small_cpu_run_json(small_run):
     assert result["verdict"]["explained"] is expected
     assert ("does NOT explain" in result["verdict"]["text"]) is (not expected)
     assert len(result["predicted"]["fit_s"]) == 4
+    # bytes and launches per size are the analysis's own; both fits report R^2; the verdict names their terms
+    table = NodeTable(analysis, cpu_profile(cores=1))
+    for p in result["points"]:
+        assert p["bytes"] == analysis.evaluate(b=2, n=p["size"])["bytes"]
+        assert p["launches"] == table.launches({"b": 2, "n": p["size"]}) > 0
+        assert p["predicted"]["roofline_s"] > 0 and p["predicted"]["fit_bytes_s"] > 0
+    full, work = result["fit_bytes"], result["fit_work"]
+    assert [t["term"] for t in full["terms"]] == ["W", "Q", "D", "K"] and [t["term"] for t in work["terms"]] == ["W"]
+    assert all(t["coefficient"] >= 0 for t in full["terms"]) and full["r2"] is not None and work["r2"] is not None
+    assert set(full["explained_by"]) <= {"W", "Q", "D", "K"}
+    assert f"R^2 = {full['r2']:.3f}" in result["verdict"]["text"] and f"R^2 = {work['r2']:.3f}" in result["verdict"]["text"]
 
 
 def test_plot_file_is_written(small_run):

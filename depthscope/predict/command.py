@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import click
 
 from depthscope.engine import ENGINES
 from depthscope.errors import InputError
-from depthscope.options import bounded_sizes, timeout_option
+from depthscope.options import bounded_sizes, parse_bytes, timeout_option
 from depthscope.predict.profiles import load_profile
 from depthscope.predict.sizes import complete_sizes, expand_points, parse_sizes
+
+
+def bytes_size(ctx, param, value):
+    """--fast-memory's value in bytes (None when not given); a bad size is click's usage error."""
+    try:
+        return None if value is None else parse_bytes(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
 
 
 @click.command("predict")
@@ -18,24 +27,39 @@ from depthscope.predict.sizes import complete_sizes, expand_points, parse_sizes
 @click.option("--at", "at", multiple=True, metavar="NAME=INT[,INT...]", callback=bounded_sizes,
               help="Sizes to predict at (repeat per symbol; a list gives one row per combination). "
                    "Symbols not given take their size in the example inputs.")
-@click.option("--device-profile", "device_profile", default="h100", show_default=True, metavar="h100|a100|cpu|FILE.toml",
-              help="Built-in profile or a TOML file (peak_flops, processors, level_time_s, launch_overhead_s).")
+@click.option("--device-profile", "device_profile", default="h100", show_default=True,
+              metavar="h100|h200|a100|a100-40gb|cpu|FILE.toml",
+              help="Built-in profile or a TOML file (peak_flops, processors, level_time_s, launch_overhead_s, "
+                   "memory_bandwidth, fast_memory_bytes).")
 @click.option("--over", "over", multiple=True, metavar="NAME",
               help="Solve the regime crossover over these symbols only (default: every symbol).")
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "markdown"]), default="table", show_default=True)
+@click.option("--plot", "plot", type=click.Path(dir_okay=False), default=None,
+              help="Draw the roofline at the last point to this PNG: the device's two roofs, each op a point "
+                   "sized by its share of the time (needs matplotlib: pip install 'depthscope[plot]').")
 @click.option("--train", is_flag=True, help="Predict a training step: forward plus backward of the loss.")
 @click.option("--engine", type=click.Choice(ENGINES), default="auto", show_default=True)
 @click.option("--symbolic", "symbolic", multiple=True, metavar="NAME",
               help="Make this integer keyword parameter of the model factory a symbol (repeatable).")
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
+@click.option("--fast-memory", "fast_memory", default=None, metavar="BYTES", callback=bytes_size,
+              help="The fast memory M of the I/O bound (49152, 48KiB, 50MB), in place of the profile's "
+                   "fast_memory_bytes (shared memory per SM on the built-in GPUs).")
 @timeout_option
-def predict_command(path, at, device_profile, over, fmt, train, engine, symbolic, debug):
-    """Predict time for the model file PATH on a device: Brent's range, burdened depth, speedup, regime."""
+def predict_command(path, at, device_profile, over, fmt, plot, train, engine, symbolic, debug, fast_memory):
+    """Predict time for the model file PATH on a device: roofline with depth and launches, Brent's range, regime."""
     from depthscope.pipeline import analyze_subject, load_subject
     from depthscope.predict.model import predict  # sympy and torch: only when the command runs
     from depthscope.predict.render import render_prediction
 
     profile = load_profile(device_profile)
+    if fast_memory is not None:  # the I/O bound's M, in place of the profile's
+        profile = dataclasses.replace(profile, fast_memory_bytes=fast_memory,
+                                      sources={**profile.sources, "fast_memory_bytes": "--fast-memory"})
+    if plot:
+        check_plot_path(plot)
+        if not profile.memory_bandwidth:
+            raise InputError(f"--plot: profile {profile.name} has no memory_bandwidth, so there is no roofline to draw")
     lists = parse_sizes(at)
     subject = load_subject(path, symbolic or None)
     report = analyze_subject(subject, train=train, engine=engine, on_fallback=_echo)
@@ -50,7 +74,21 @@ def predict_command(path, at, device_profile, over, fmt, train, engine, symbolic
         click.echo("depthscope: sizes from the example inputs: "
                    + ", ".join(f"{k}={points[-1][k]}" for k in filled), err=True)
     result = predict(report, profile, points, list(over) or None, at=resolve)
+    if plot:
+        from depthscope.predict.roofline_plot import plot_roofline
+
+        result["plot"] = plot_roofline(result, plot)
     click.echo(render_prediction(result, fmt), nl=False)
+
+
+def check_plot_path(plot: str) -> None:
+    """Before any analysis: matplotlib is importable and the PNG's folder exists (else exit 2)."""
+    from depthscope.predict.plot import require_matplotlib
+
+    require_matplotlib()
+    folder = os.path.dirname(os.path.abspath(plot))
+    if not os.path.isdir(folder):
+        raise InputError(f"--plot {plot}: folder {folder} does not exist")
 
 
 def _echo(text: str) -> None:
@@ -80,8 +118,9 @@ def concrete_resolver(subject, report, engine: str, echo):
 @click.option("--at", "at", multiple=True, metavar="NAME=INT", callback=bounded_sizes,
               help="Hold another symbol at this size (default: its size in the example inputs).")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
-@click.option("--device-profile", "device_profile", default=None, metavar="h100|a100|cpu|FILE.toml",
-              help="Profile for the predicted times (default: cpu on --device cpu, a100 or h100 on cuda).")
+@click.option("--device-profile", "device_profile", default=None, metavar="h100|h200|a100|a100-40gb|cpu|FILE.toml",
+              help="Profile for the predicted times (default: cpu on --device cpu; on cuda a100, a100-40gb, h200 "
+                   "or h100 by the GPU's name).")
 @click.option("--repeats", type=click.IntRange(min=1), default=7, show_default=True,
               help="Timed blocks per size (median and IQR are over these).")
 @click.option("--max-seconds", "max_seconds", type=click.FloatRange(min=0, min_open=True), default=None,
@@ -117,12 +156,7 @@ def validate_command(path, sizes, at, device, device_profile, repeats, max_secon
             raise InputError(f"--at {name}: {name} is the swept symbol")
         held[name] = vals[0]
     if plot:
-        from depthscope.predict.plot import require_matplotlib
-
-        require_matplotlib()
-        folder = os.path.dirname(os.path.abspath(plot))
-        if not os.path.isdir(folder):
-            raise InputError(f"--plot {plot}: folder {folder} does not exist")
+        check_plot_path(plot)
     if threads is not None:
         import torch
 
@@ -140,3 +174,4 @@ def validate_command(path, sizes, at, device, device_profile, repeats, max_secon
     if result["stopped_early"]:
         click.echo(f"depthscope: stopped early: {result['stop_reason']}", err=True)
     click.echo(render_validation(result, fmt), nl=False)
+

@@ -1,4 +1,4 @@
-"""Fitting measured times: non-negative least squares of time on work and depth, R^2, and log-log slopes.
+"""Fitting measured times: non-negative least squares of time on work, bytes, depth and launches, R^2, slopes.
 
 Pure numerics (numpy; scipy.optimize.nnls when installed, imported only when a fit runs).
 """
@@ -81,6 +81,43 @@ def fit_time(work, depth, times, method: str = "auto") -> dict:
     return {"alpha_s_per_op": alpha, "beta_s_per_level": beta, "gamma_s": gamma, "r2": r2, "r2_log": r2_log,
             "method": used, "weighting": "relative (rows divided by the measured time)",
             "predicted_s": [float(v) for v in pred]}
+
+
+SCIPY_MISSING = ("scipy is not installed (pip install 'depthscope[validate]'): solved by the built-in exhaustive "
+                 "active-set solver, which is exact for a handful of terms")
+EXPLAINS_SHARE = 0.01  # a term with a non-zero coefficient explains the measurements when it is 1% of the time
+
+
+def fit_terms(columns: dict[str, list], times, method: str = "auto") -> dict:
+    """Fit times ~ sum_j c_j * column_j with every c_j >= 0 (relative errors), and each term's share of the time.
+
+    A term's share is its part of the fitted time averaged over the sizes (each size weighs the same, as in the
+    fit); the terms that explain the measurements have a non-zero coefficient and at least 1% of the time.
+    """
+    names = list(columns)
+    t = np.asarray(times, dtype=float)
+    a = np.column_stack([np.asarray(columns[n], dtype=float) for n in names])
+    scale = np.abs(a).max(axis=0)
+    scale[scale == 0] = 1.0
+    weight = 1.0 / t
+    x, used = nnls(a / scale * weight[:, None], t * weight, method)
+    coef = x / scale
+    pred = a @ coef
+    parts = a * coef  # rows: sizes, columns: each term's seconds
+    with np.errstate(invalid="ignore", divide="ignore"):
+        shares = np.where(pred[:, None] > 0, parts / pred[:, None], 0.0).mean(axis=0)
+    terms = [{"term": n, "coefficient": float(c), "share": float(sh), "share_at_largest": float(parts[-1, j] / pred[-1])
+              if pred[-1] > 0 else 0.0} for j, (n, c, sh) in enumerate(zip(names, coef, shares))]
+    return {
+        "terms": terms,
+        "explained_by": [row["term"] for row in terms if row["coefficient"] > 0 and row["share"] >= EXPLAINS_SHARE],
+        "r2": r_squared(t, pred),
+        "r2_log": r_squared(np.log(t), np.log(pred)) if np.all(pred > 0) else None,
+        "method": used,
+        "note": SCIPY_MISSING if method == "auto" and used.startswith("built-in") else None,
+        "weighting": "relative (rows divided by the measured time)",
+        "predicted_s": [float(v) for v in pred],
+    }
 
 
 def slope(xs, ys) -> float | None:

@@ -9,55 +9,19 @@ per level and o seconds per op launch:
   critical path, each of which pays a launch; the burdened bound is W/peak + D*t + K*o.
 - Speedup against p lanes: T1/T_p from the same bounds with p in place of P.
 - Regime: the size at which W(n)/peak = D(n)*t, solved over each symbol with the others held.
+
+With a memory bandwidth in the profile, each point also gets the roofline with depth and launches
+(depthscope.predict.roofline) and each symbol its roofline regime.
 """
 
 from __future__ import annotations
 
-import sympy
-
 from depthscope.errors import InputError
-from depthscope.complexity import big_o
-from depthscope.symbols import evaluate, size_symbol
+from depthscope.predict.launches import critical_path_launches
+from depthscope.predict.regimes import SEARCH_CAP, about, regime_changes, upper_end
+from depthscope.predict.roofline import NodeTable, roofline_point, roofline_regime
 
-SCHEMA = "depthscope.predict/1"
-SEARCH_CAP = 2**40  # crossover search limit for a symbol without a max
-
-
-# ---------------------------------------------------------------------------------------------
-# Launches on the critical path
-
-
-def _polynomial_part(expr) -> sympy.Expr:
-    """big-O of expr with logarithms dropped: n for 14*n + 16, 1 for 3*ceil(log2 n) + 11."""
-    bo = big_o(expr)
-    return bo.replace(lambda e: isinstance(e, (sympy.log, sympy.ceiling)), lambda e: sympy.S.One)
-
-
-def critical_path_launches(report, sizes: dict[str, int]) -> int:
-    """K: ops on the critical path at `sizes`, each paying one launch.
-
-    A step that is a sequential loop (depth polynomial in a size: a scan, a while_loop, a recurrent module) pays
-    one launch per trip, taken as the polynomial part of its depth's big-O (n for 14*n + 16). A fitted analysis's
-    path is that of one analysed build (`breakdown_at`): its count there is scaled with the depth when the depth
-    grows polynomially in a fitted symbol.
-    """
-    steps = report.critical_path(sizes).steps
-    total = 0
-    for step in steps:
-        try:
-            poly = _polynomial_part(step.depth)
-            total += max(1, round(report.value(poly, sizes))) if poly.free_symbols else 1
-        except Exception:  # noqa: BLE001 - an odd depth form counts as one launch
-            total += 1
-    built = report.breakdown_at
-    if not total or not built:
-        return total
-    fitted = {size_symbol(name) for name in built}
-    if not _polynomial_part(report.depth).free_symbols & fitted:
-        return total
-    here = float(evaluate(report.depth, report.symbol_values(sizes)))
-    there = report.value(report.depth, sizes)  # at the analysed build's values of the fitted symbols
-    return max(1, round(total * here / there)) if there > 0 else total
+SCHEMA = "depthscope.predict/2"  # 2: the roofline (bytes, bandwidth, one stream, its regimes)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -130,51 +94,29 @@ def _gap(report, profile, sizes: dict[str, int], burdened: bool) -> float:
 def crossover(report, profile, symbol: str, held: dict[str, int], burdened: bool = False) -> dict:
     """The smallest size of `symbol` at which W/peak >= D*t (+ K*o if burdened), the others held.
 
-    Doubling from the symbol's min to its max (or 2**40) finds the first work-bound size; bisection on the
-    integers narrows it. Returns {"kind": "crossover"|"work-bound"|"depth-bound", "at": int|None, "range": [lo, hi]}.
+    Scans doubling sizes from the symbol's min to its max (or 2**40) and bisects on the integers
+    (depthscope.predict.regimes). Returns {"kind": "crossover"|"work-bound"|"depth-bound", "at", "range", "capped"}.
     """
     info = report.symbols[symbol]
     lo = info.min
     hi = info.max if info.max is not None else SEARCH_CAP
 
-    def gap(x: int) -> float:
-        return _gap(report, profile, {**held, symbol: x}, burdened)
+    def label(x: int) -> str:
+        return "work" if _gap(report, profile, {**held, symbol: x}, burdened) >= 0 else "depth"
 
-    if gap(lo) >= 0:
-        return {"kind": "work-bound", "at": None, "range": [lo, hi], "capped": info.max is None}
-    prev, x = lo, lo
-    found = None
-    while x < hi:
-        x = min(hi, max(x + 1, x * 2))
-        if gap(x) >= 0:
-            found = x
-            break
-        prev = x
-    if found is None:
-        return {"kind": "depth-bound", "at": None, "range": [lo, hi], "capped": info.max is None}
-    a, b = prev, found  # gap(a) < 0 <= gap(b)
-    while b - a > 1:
-        mid = (a + b) // 2
-        if gap(mid) >= 0:
-            b = mid
-        else:
-            a = mid
-    return {"kind": "crossover", "at": b, "range": [lo, hi], "capped": info.max is None}
-
-
-def _about(x: int) -> str:
-    """A crossover rounded to two significant figures, with thousands separators."""
-    if x < 100:
-        return str(x)
-    digits = len(str(x)) - 2
-    return f"{round(x, -digits):,}"
+    first, changes = regime_changes(label, lo, hi, until="work")
+    out = {"range": [lo, hi], "capped": info.max is None}
+    if first == "work":
+        return {"kind": "work-bound", "at": None, **out}
+    at = next((x for x, name in changes if name == "work"), None)
+    return {"kind": "crossover" if at is not None else "depth-bound", "at": at, **out}
 
 
 def _clause(symbol: str, result: dict, bound: str = "depth-bound") -> str:
     lo, hi = result["range"]
-    top = f"2^{hi.bit_length() - 1} (the search limit)" if result.get("capped") else f"{hi:,} (its max)"
+    top = upper_end(hi, result.get("capped"))
     if result["kind"] == "crossover":
-        return f"{bound} until {symbol} is about {_about(result['at'])}, then work-bound"
+        return f"{bound} until {symbol} is about {about(result['at'])}, then work-bound"
     if result["kind"] == "work-bound":
         return f"work-bound at every {symbol} from {lo:,} on"
     return f"{bound} for every {symbol} up to {top}"
@@ -211,6 +153,21 @@ def predict(report, profile, points: list[dict[str, int]], over: list[str] | Non
     for name in symbols:
         if name not in report.symbols:
             raise InputError(f"--over {name}: not a size symbol of the model ({', '.join(report.symbols) or 'none'})")
+    tables: dict = {}
+
+    def table_at(sizes):
+        """The per-node roofline table of the Analysis that evaluates `sizes` (a concrete capture's below a min)."""
+        analysis = at(sizes)
+        if id(analysis) not in tables:
+            tables[id(analysis)] = (analysis, NodeTable(analysis, profile))
+        return tables[id(analysis)][1]
+
+    roofline = bool(profile.memory_bandwidth)
+    for result, sizes in zip(results, points):
+        result["roofline"] = roofline_point(table_at(sizes), sizes) if roofline else None
+    roofline_regimes = [roofline_regime(table_at(held), name, held)
+                        for name in symbols
+                        for held in [{k: v for k, v in last.items() if k != name}]] if roofline else []
     regimes = []
     for name in symbols:
         held = {k: v for k, v in last.items() if k != name}
@@ -237,7 +194,9 @@ def predict(report, profile, points: list[dict[str, int]], over: list[str] | Non
         "unmodeled": [{"op": op, "count": count} for op, count in report.unmodeled],
         "work": str(report.work),
         "depth": str(report.depth),
+        "bytes": str(report.bytes),
         "profile": profile.to_dict(),
         "points": results,
         "regimes": regimes,
+        "roofline_regimes": roofline_regimes,
     }

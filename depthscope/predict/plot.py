@@ -1,7 +1,8 @@
 """Plots for `depthscope validate --plot FILE.png` (matplotlib, the optional extra `plot`).
 
-Left: measured time per call (median, IQR bars) against the swept size on log-log axes, with the fit
-alpha*W + beta*D + gamma and the device profile's Brent range and burdened bound. Right: work and depth against
+Left: measured time per call (median, IQR bars) against the swept size on log-log axes, with the fits
+alpha*W + beta*D + gamma and alpha*W + beta*Q + gamma*D + delta*K, the device profile's Brent range, burdened
+bound and one-stream roofline. Right: work and depth against
 the size (work on a log axis, depth on its own linear axis).
 """
 
@@ -57,6 +58,13 @@ def plot_validation(result: dict, path: str) -> str:
         ax.plot(xs, b_hi, "-", color="tab:orange", lw=1)
         ax.plot(xs, [p["predicted"]["burdened_upper_s"] for p in pts], ":", color="tab:red", lw=2,
                 label=f"burdened bound W/peak + D\u00b7t + K\u00b7o ({prof})")
+        if all(p["predicted"].get("roofline_s") for p in pts):
+            ax.plot(xs, [p["predicted"]["roofline_s"] for p in pts], "-.", color="tab:purple", lw=2,
+                    label=f"roofline, one stream: R + D\u00b7t + K\u00b7o ({prof})")
+        if all("fit_bytes_s" in p["predicted"] for p in pts) and result.get("fit_bytes"):
+            r2 = result["fit_bytes"]["r2"]
+            ax.plot(xs, [p["predicted"]["fit_bytes_s"] for p in pts], "--", color="tab:green", lw=1.5,
+                    label="fit  \u03b1W + \u03b2Q + \u03b3D + \u03b4K" + (f"  (R\u00b2 = {r2:.3f})" if r2 is not None else ""))
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
     ax.set_xlabel(f"{sym} (size of the swept dimension)", fontsize=11)
@@ -91,6 +99,11 @@ def plot_validation(result: dict, path: str) -> str:
             a.set_xticklabels([f"{x:,}" for x in xs])
         ax.xaxis.set_minor_locator(plt.NullLocator())
         ax_w.xaxis.set_minor_locator(plt.NullLocator())
+    return save_figure(plt, fig, path)
+
+
+def save_figure(plt, fig, path: str) -> str:
+    """Write `fig` to `path` and close it; InputError (exit 2) when the file cannot be written."""
     try:
         fig.savefig(path, dpi=120)
     except (OSError, ValueError) as exc:

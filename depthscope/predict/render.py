@@ -1,52 +1,14 @@
-"""Text for predict and validate results: number formatting, and the table, markdown and json renderers."""
+"""Text for predict and validate results: the table, markdown and json renderers."""
 
 from __future__ import annotations
 
 import json
 
+from depthscope.predict.roofline_text import profile_roof_line, roofline_regime_lines, roofline_sections
+from depthscope.predict.units import flops, number, seconds, size_bytes, slope_text, speed
 
-# ---------------------------------------------------------------------------------------------
-# Numbers
-
-
-def seconds(s: float | None) -> str:
-    """1.23 s, 4.56 ms, 7.89 µs, 12.3 ns."""
-    if s is None:
-        return "-"
-    a = abs(s)
-    if a == 0:
-        return "0 s"
-    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6), ("ns", 1e-9)):
-        if a >= scale or unit == "ns":
-            return f"{s / scale:.3g} {unit}"
-    return f"{s:.3g} s"  # pragma: no cover
-
-
-def flops(f: float) -> str:
-    """1.23 TFLOP/s, 4.56 GFLOP/s, ..."""
-    for unit, scale in (("PFLOP/s", 1e15), ("TFLOP/s", 1e12), ("GFLOP/s", 1e9), ("MFLOP/s", 1e6)):
-        if f >= scale:
-            return f"{f / scale:.3g} {unit}"
-    return f"{f:.3g} FLOP/s"
-
-
-def speed(x) -> str:
-    """A speedup: 1,234 from a thousand on, else three significant figures; "-" for None."""
-    if x is None:
-        return "-"
-    return f"{x:,.0f}" if x >= 1000 else f"{x:.3g}"
-
-
-def number(x) -> str:
-    """A count in human form (1.5M), "-" for None."""
-    from depthscope.report.common import human
-
-    return human(float(x)) if x is not None else "-"
-
-
-def slope_text(s) -> str:
-    """A log-log slope to two decimals, "n/a" for None."""
-    return "n/a" if s is None else f"{s:.2f}"
+ROOF_REGIME = "roofline with depth and launches, one stream: the largest part of T"
+BRENT_REGIME = "work against depth, Brent's range"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -56,7 +18,7 @@ def slope_text(s) -> str:
 def profile_line(profile: dict) -> str:
     return (f"profile {profile['name']}: {profile['description'] or 'from a file'}; peak {flops(profile['peak_flops'])}, "
             f"P = {profile['processors']:,} lanes, t = {seconds(profile['level_time_s'])} per level, "
-            f"o = {seconds(profile['launch_overhead_s'])} per launch")
+            f"o = {seconds(profile['launch_overhead_s'])} per launch; {profile_roof_line(profile)}")
 
 
 def trust_sections(result: dict) -> list[tuple[str, str]]:
@@ -102,19 +64,29 @@ def prediction_sections(result: dict, tablefmt: str) -> list[tuple[str, str]]:
 
 def render_prediction_table(result: dict) -> str:
     parts = [profile_line(result["profile"])]
-    for title, table in prediction_sections(result, "simple"):
+    for title, table in roofline_sections(result, "simple") + prediction_sections(result, "simple"):
         parts.append(f"{title}\n{table}")
-    parts.append("regime\n" + "\n".join(r["sentence"] for r in result["regimes"]) if result["regimes"] else
-                 "regime: the model has no size symbols")
+    if not result["regimes"]:
+        parts.append("regime: the model has no size symbols")
+    else:
+        roof = roofline_regime_lines(result)
+        if roof:
+            parts.append(f"regime ({ROOF_REGIME})\n" + "\n".join(roof))
+        parts.append(f"regime ({BRENT_REGIME})\n" + "\n".join(r["sentence"] for r in result["regimes"]))
+    if result.get("plot"):
+        parts.append(f"plot: {result['plot']}")
     return "\n\n".join(parts) + "\n"
 
 
 def render_prediction_markdown(result: dict) -> str:
     parts = [f"# depthscope prediction: {result['model']} on {result['profile']['name']}", profile_line(result["profile"])]
-    for title, table in prediction_sections(result, "github"):
+    for title, table in roofline_sections(result, "github") + prediction_sections(result, "github"):
         parts.append(f"## {title}\n\n{table}")
-    parts.append("## regime\n\n" + ("\n".join(f"- {r['sentence']}" for r in result["regimes"])
-                                    or "The model has no size symbols."))
+    roof = roofline_regime_lines(result)
+    if roof:
+        parts.append(f"## regime ({ROOF_REGIME})\n\n" + "\n".join(f"- {line}" for line in roof))
+    parts.append(f"## regime ({BRENT_REGIME})\n\n" + ("\n".join(f"- {r['sentence']}" for r in result["regimes"])
+                                                    or "The model has no size symbols."))
     src = result["profile"].get("sources") or {}
     if src:
         parts.append("## profile sources\n\n" + "\n".join(f"- `{k}`: {v}" for k, v in src.items()))
@@ -144,14 +116,19 @@ def validation_sections(result: dict, tablefmt: str) -> list[tuple[str, str]]:
     for p in result["points"]:
         pr = p["predicted"]
         size = f"{p['size']} (concrete capture)" if p.get("concrete_at") else p["size"]  # pipeline.analysis_at
-        rows.append([size, human(p["work"]), human(p["depth"]), seconds(p["median_s"]), seconds(p["iqr_s"]),
-                     p["repeats"], p["number"], seconds(pr.get("fit_s")) if "fit_s" in pr else "-",
-                     f"{seconds(pr['brent_lower_s'])} .. {seconds(pr['brent_upper_s'])}", seconds(pr["burdened_upper_s"])])
+        rows.append([size, human(p["work"]), size_bytes(p["bytes"]), human(p["depth"]), p["launches"],
+                     seconds(p["median_s"]), seconds(p["iqr_s"]), p["repeats"], p["number"],
+                     seconds(pr.get("fit_s")) if "fit_s" in pr else "-",
+                     seconds(pr.get("fit_bytes_s")) if "fit_bytes_s" in pr else "-",
+                     f"{seconds(pr['brent_lower_s'])} .. {seconds(pr['brent_upper_s'])}", seconds(pr["burdened_upper_s"]),
+                     seconds(pr.get("roofline_s"))])
     held = ", ".join(f"{k}={v}" for k, v in result["held"].items())
     title = (f"{result['model']} on {result['device_name']} ({result['threads']} thread(s), torch {result['torch']}): "
              f"time per forward call over {sym}" + (f", holding {held}" if held else ""))
-    out = [(title, tabulate(rows, [sym, "work W", "depth D", "median", "IQR", "repeats", "calls/block", "fit",
-                                   f"Brent range ({result['profile']['name']})", "burdened bound"],
+    prof = result["profile"]["name"]
+    out = [(title, tabulate(rows, [sym, "work W", "bytes Q", "depth D", "launches K", "median", "IQR", "repeats",
+                                   "calls/block", "fit W,D,1", "fit W,Q,D,K", f"Brent range ({prof})",
+                                   "burdened bound", f"roofline T ({prof})"],
                             tablefmt=tablefmt, disable_numparse=True))] + trust_sections(result)
     fit = result["fit"]
     if fit:
@@ -170,6 +147,7 @@ def validation_sections(result: dict, tablefmt: str) -> list[tuple[str, str]]:
         ]
         out.append(("fit: time = alpha*W + beta*D + gamma (non-negative least squares, relative errors)",
                     tabulate(frows, ["", "value"], tablefmt=tablefmt, disable_numparse=True)))
+    out += bytes_fit_sections(result, tablefmt)
     s = result["slopes"]
     srows = []
     for key, label in (("measured", "measured"), ("fit", "fit"), ("predicted", "profile burdened bound"),
@@ -197,3 +175,34 @@ def render_validation(result: dict, fmt: str) -> str:
         parts.append(f"plot: {result['plot']}")
     parts.append(f"{len(result['sizes'])} of {len(result['requested_sizes'])} sizes timed in {result['elapsed_s']:.1f} s")
     return "\n\n".join(parts) + "\n"
+
+
+UNITS = {"W": "s per unit of work", "Q": "s per byte", "D": "s per level of depth", "K": "s per launch"}
+
+
+def bytes_fit_sections(result: dict, tablefmt: str) -> list[tuple[str, str]]:
+    """The fit with bytes and launches: each term's coefficient and share; the three fits' R^2 side by side."""
+    from tabulate import tabulate
+
+    full = result.get("fit_bytes")
+    if not full:
+        return []
+    rows = [[f"{name} ({t['term']})", UNITS[t["term"]], f"{t['coefficient']:.4g}", f"{100 * t['share']:.1f}%",
+             f"{100 * t['share_at_largest']:.1f}%", "yes" if t["term"] in full["explained_by"] else "no"]
+            for t, name in zip(full["terms"], ("alpha", "beta", "gamma", "delta"))]
+    title = "fit with bytes: time = alpha*W + beta*Q + gamma*D + delta*K (Q bytes, K launches; NNLS, relative errors)"
+    out = [(title, tabulate(rows, ["coefficient", "unit", "value", "share (mean)", "share (largest size)", "explains"],
+                            tablefmt=tablefmt, disable_numparse=True))]
+    if full.get("note"):
+        out.append(("solver", full["note"]))
+
+    def r2(x):
+        return "-" if x is None else f"{x:.4f}"
+
+    fits = [("time = alpha*W (work only)", result.get("fit_work")),
+            ("time = alpha*W + beta*D + gamma (work and depth)", result.get("fit")),
+            ("time = alpha*W + beta*Q + gamma*D + delta*K (with bytes)", full)]
+    rows = [[label, r2(f["r2"]), r2(f["r2_log"])] for label, f in fits if f]
+    out.append(("R^2 of each fit", tabulate(rows, ["fit", "R^2 (time)", "R^2 (log time)"], tablefmt=tablefmt,
+                                            disable_numparse=True)))
+    return out

@@ -11,7 +11,7 @@ import time
 import numpy as np
 
 from depthscope.errors import InputError
-from depthscope.predict.profiles import A100, H100, cpu_profile
+from depthscope.predict.devices import A100, A100_40GB, H100, H200, cpu_profile
 
 WARMUP_CALLS = 3
 BLOCK_SECONDS = 0.05  # each timed block runs about this long (at least one call)
@@ -81,10 +81,13 @@ def check_device(device: str) -> str:
 
 
 def default_profile(device: str, device_name: str):
-    """The profile for predicted times when none is given: cpu on the CPU, a100 or h100 by the CUDA device's name."""
+    """The profile when none is given: cpu on the CPU; a100, a100-40gb, h200 or h100 by the CUDA device's name."""
     if device == "cpu":
         return cpu_profile()
-    return A100 if "A100" in device_name.upper() else H100
+    name = device_name.upper()
+    if "A100" in name:
+        return A100_40GB if "40GB" in name.replace(" ", "") else A100
+    return H200 if "H200" in name else H100
 
 
 def estimate_seconds(prev: dict, work_next: float, repeats: int) -> float:

@@ -12,9 +12,11 @@ from __future__ import annotations
 import time
 
 from depthscope.errors import InputError
-from depthscope.predict.fit import fit_time, slopes
+from depthscope.predict.fit import fit_terms, fit_time, slopes
 from depthscope.predict.model import critical_path_launches, point
-from depthscope.predict.render import number, seconds, slope_text
+from depthscope.predict.roofline import NodeTable, model_parts
+from depthscope.predict.units import seconds
+from depthscope.predict.verdict import verdict
 from depthscope.predict.sizes import complete_sizes
 from depthscope.predict.timing import (
     check_device,
@@ -25,9 +27,8 @@ from depthscope.predict.timing import (
     to_device,
 )
 
-SCHEMA = "depthscope.validate/1"
+SCHEMA = "depthscope.validate/2"  # 2: bytes and launches per size, the fit with bytes and the W-only fit
 MIN_REPEATS_KEPT = 3  # a size cut short by --max-seconds is kept if it has this many blocks
-EXPLAINED_R2 = 0.9  # both R^2 (time) and R^2 (log time) at least this: the model explains the measurements
 
 
 # ---------------------------------------------------------------------------------------------
@@ -74,6 +75,7 @@ def run_validation(path: str, symbol: str, values: list[int], *, held: dict[str,
         raise InputError(f"--sizes {symbol}=...: {symbol} is not a dim of the example inputs, so inputs cannot be "
                          "rebuilt at its sizes")
 
+    tables = {id(a): NodeTable(a, profile) for a in analyses}  # launches per call; the roofline time with a bandwidth
     model = None if subject.hyper else subject.spec.model.eval().to(device)
     bar = progress_bar(len(points), symbol) if progress else None
     start = time.monotonic()
@@ -130,14 +132,18 @@ def run_validation(path: str, symbol: str, values: list[int], *, held: dict[str,
                 stop_reason = f"--max-seconds {max_seconds:g} reached while timing {symbol}={value} (dropped)"
                 break
             predicted = point(analysis, profile, sizes)
+            table = tables[id(analysis)]
             done.append({
                 "size": value,
                 "sizes": dict(sizes),
                 "work": counts["work"],
+                "bytes": counts["bytes"],
                 "depth": counts["depth"],
+                "launches": table.launches(sizes),
                 "critical_path_ops": critical_path_launches(analysis, sizes),
                 **{k: measured[k] for k in ("median_s", "iqr_s", "q1_s", "q3_s", "min_s", "max_s", "repeats", "number")},
-                "predicted": {k: predicted[k] for k in ("brent_lower_s", "brent_upper_s", "burdened_upper_s")},
+                "predicted": {**{k: predicted[k] for k in ("brent_lower_s", "brent_upper_s", "burdened_upper_s")},
+                              "roofline_s": one_stream_time(table, sizes)},
                 **({"concrete_at": counts["concrete_at"]} if "concrete_at" in counts else {}),
             })
             prev = {"work": counts["work"], "single": measured["single_call_s"], "elapsed": time.monotonic() - now}
@@ -175,6 +181,7 @@ def summarise(report, profile, device, device_name, symbol, held, requested, don
         fit["achieved_flops"] = 1.0 / alpha if alpha > 0 else None
         fit["effective_parallelism"] = beta / alpha if alpha > 0 and beta > 0 else None
         fit["profile_lanes_equivalent"] = (1.0 / alpha) / profile.lane_flops if alpha > 0 else None
+    fits = bytes_fits(done, med) if len(done) >= 3 else {"fit_bytes": None, "fit_work": None}
     sl = {
         "measured": slopes(xs, med),
         "predicted": slopes(xs, [p["predicted"]["burdened_upper_s"] for p in done]),
@@ -205,9 +212,11 @@ def summarise(report, profile, device, device_name, symbol, held, requested, don
         "median_s": med,
         "iqr_s": [p["iqr_s"] for p in done],
         "predicted": {k: [p["predicted"].get(k) for p in done]
-                      for k in ("brent_lower_s", "brent_upper_s", "burdened_upper_s", "fit_s")},
+                      for k in ("brent_lower_s", "brent_upper_s", "burdened_upper_s", "roofline_s", "fit_s",
+                                "fit_bytes_s")},
         "points": done,
         "fit": fit,
+        **fits,
         "slopes": sl,
         "stopped_early": stop_reason is not None,
         "stop_reason": stop_reason,
@@ -218,50 +227,20 @@ def summarise(report, profile, device, device_name, symbol, held, requested, don
     return result
 
 
-def verdict(result: dict) -> dict:
-    """Plain words: does alpha*W + beta*D + gamma explain the measured times, and what dominates."""
-    pts, fit, sym = result["points"], result["fit"], result["symbol"]
-    if fit is None:
-        return {"explained": None, "text": f"Only {len(pts)} size(s) timed: too few to fit alpha*W + beta*D + gamma "
-                                           "(need 3 or more)."}
-    r2, r2l = fit["r2"], fit["r2_log"]
-    explained = r2 is not None and r2l is not None and r2 >= EXPLAINED_R2 and r2l >= EXPLAINED_R2
-    r2_text = f"R^2 = {r2:.3f} on time, {r2l:.3f} on log time" if r2 is not None and r2l is not None else \
-        "R^2 undefined (no spread in the measurements)"
-    lines = []
-    if explained:
-        lines.append(f"The work-depth model explains these measurements: time = alpha*W + beta*D + gamma fits with {r2_text}.")
-    else:
-        lines.append(f"The work-depth model does NOT explain these measurements: the best fit of alpha*W + beta*D + gamma "
-                     f"gives {r2_text}.")
-    s = result["slopes"]
-    lines.append(f"Measured time grows like {sym}^{slope_text(s['measured']['tail'])} over the largest sizes "
-                 f"({sym}^{slope_text(s['measured']['all'])} over all); work grows like {sym}^{slope_text(s['work']['tail'])}, "
-                 f"depth like {sym}^{slope_text(s['depth']['tail'])}, and the {result['profile']['name']} profile's "
-                 f"burdened bound like {sym}^{slope_text(s['predicted']['tail'])}.")
-    ms, ws = s["measured"]["tail"], s["work"]["tail"]
-    if ms is not None and ws is not None and ws - ms > 0.5:
-        lines.append(f"Time grows more slowly than work at these sizes: fixed per-call costs still dominate; larger "
-                     f"sizes would show whether the work term takes over.")
-    elif ms is not None and ws is not None and ms - ws > 0.5:
-        lines.append("Time grows faster than work: something the model does not count (memory traffic, cache misses, "
-                     "allocation) grows with size.")
-    if fit["alpha_s_per_op"] == 0:
-        lines.append("The fit gives work no weight: the counted work does not drive the time here.")
-    dmin, dmax = min(p["depth"] for p in pts), max(p["depth"] for p in pts)
-    if dmax < 2 * dmin:
-        lines.append(f"Depth barely changes over these sizes ({number(dmin)} to {number(dmax)} levels), so the fit cannot "
-                     "tell beta*D from the constant gamma; read beta and beta/alpha with care.")
-    t_min = min(p["median_s"] for p in pts)
-    if fit["gamma_s"] > 0.5 * t_min:
-        lines.append(f"A fixed cost of {seconds(fit['gamma_s'])} per call is over half the time at the smallest size.")
-    last = pts[-1]
-    bound = last["predicted"]["burdened_upper_s"]
-    if bound > 0:
-        ratio = last["median_s"] / bound
-        rel = "slower than" if ratio >= 1 else "faster than"
-        lines.append(f"At {sym}={last['size']} the measured {seconds(last['median_s'])} is {ratio:.3g}x the profile's "
-                     f"burdened bound {seconds(bound)} ({rel} the bound"
-                     + (": the profile overstates the device or the model's real cost includes more than W and D)."
-                        if ratio < 1 else ")."))
-    return {"explained": explained, "text": " ".join(lines)}
+def one_stream_time(table, sizes) -> float | None:
+    """The roofline's one-stream prediction R + D*t + K*o at `sizes`, None without a memory bandwidth."""
+    if not table.profile.memory_bandwidth:
+        return None
+    parts = model_parts(table, sizes)
+    return parts["compute"] + parts["memory"] + parts["depth"] + parts["launch"]
+
+
+def bytes_fits(done: list[dict], med: list[float]) -> dict:
+    """alpha*W + beta*Q + gamma*D + delta*K (Q bytes, K launches) and the W-only fit, by NNLS on relative errors."""
+    full = fit_terms({key: [p[name] for p in done] for key, name in
+                      (("W", "work"), ("Q", "bytes"), ("D", "depth"), ("K", "launches"))}, med)
+    for p, f in zip(done, full.pop("predicted_s")):
+        p["predicted"]["fit_bytes_s"] = f
+    work = fit_terms({"W": [p["work"] for p in done]}, med)
+    work.pop("predicted_s")
+    return {"fit_bytes": full, "fit_work": work}
