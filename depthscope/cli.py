@@ -73,15 +73,19 @@ def cli(ctx):
 @click.option("--symbolic", "symbolic", multiple=True, metavar="NAME",
               help="Make this integer keyword parameter of the model factory a symbol (repeatable).")
 @click.option("--strict", is_flag=True, help="Exit 1 if any op has no cost rule.")
+@click.option("--generate", is_flag=True, help="Analyze generation: prefill of n prompt tokens, one decode step "
+              "with a KV cache of c tokens, T new tokens (docs/model-files.md).")
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
 @timeout_option
-def analyze(path, fmt, at, train, engine, symbolic, strict, debug):
+def analyze(path, fmt, at, train, engine, symbolic, strict, generate, debug):
     """Analyze the model file PATH: exact work, depth and parallelism, their big-O, and the critical path."""
     from depthscope.pipeline import analyze_file
     from depthscope.report import render
     from depthscope.report.table import unmodeled_warning
 
     sizes = parse_at(at)
+    if generate:
+        return _generate(path, fmt, sizes, train, engine, symbolic, strict)
     report = analyze_file(path, train=train, engine=engine, symbolic=symbolic or None,
                           on_fallback=lambda reason: warn(reason))
     if sizes:
@@ -92,6 +96,26 @@ def analyze(path, fmt, at, train, engine, symbolic, strict, debug):
     if strict and report.unmodeled:
         ops = ", ".join(op for op, _ in report.unmodeled)
         raise CheckFailed(f"--strict: {len(report.unmodeled)} op(s) have no cost rule: {ops}")
+
+
+def _generate(path, fmt, sizes, train, engine, symbolic, strict):
+    """analyze --generate: the prefill, decode-step and generation analyses of a decoder-only LM."""
+    from depthscope.generate.analysis import generation_analysis
+    from depthscope.pipeline import load_subject
+    from depthscope.report.generate import render as render_generation
+
+    if train:
+        raise InputError("--generate analyzes inference; it does not combine with --train")
+    gen = generation_analysis(load_subject(path, symbolic or None), engine=engine, on_fallback=warn)
+    click.echo(render_generation(gen, fmt, sizes or None), nl=False)
+    unmodeled = dict(gen.prefill.unmodeled)
+    for op, count in gen.decode_step.unmodeled:
+        unmodeled[op] = unmodeled.get(op, 0) + count
+    if unmodeled:
+        warn(f"{sum(unmodeled.values())} node(s) of the prefill and decode step have no cost rule and were counted "
+             f"at the default (work = output elements, depth 1): {', '.join(unmodeled)}")
+    if strict and unmodeled:
+        raise CheckFailed(f"--strict: {len(unmodeled)} op(s) have no cost rule: {', '.join(unmodeled)}")
 
 
 def warn(text: str) -> None:
