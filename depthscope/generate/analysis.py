@@ -83,7 +83,7 @@ class Generation:
         low, high = self.cache_range
         if tokens > 1 and high is not None and n + tokens - 2 > high:
             raise InputError(f"{NEW_TOKENS}={tokens}: the last decode step would see c = n + T - 2 = {n + tokens - 2} "
-                             f"past tokens, outside c's range [{low}, {high}] (the model's context)")
+                             f"past tokens, outside c's range [{low}, {high}] (the model's context or sliding window)")
         if self.static is not None:
             capacity = sizes.get(CAPACITY)
             if not isinstance(capacity, int) or capacity < n + tokens - 1 or (high is not None and capacity > high + 1):

@@ -152,7 +152,8 @@ def _breaks(body, c, lo: int, hi: int) -> list[int] | None:
     """The c in (lo, hi] where a term of body changes, when body depends on c only through ceil(log2(c + k))."""
     atoms = [a for a in body.atoms(sympy.ceiling) if c in a.free_symbols]
     offsets = [_log_offset(a, c) for a in atoms]
-    if any(k is None for k in offsets) or c in body.xreplace({a: sympy.Integer(0) for a in atoms}).free_symbols:
+    held = sympy.Dummy("level")  # the atoms held at one value: is c left anywhere else?
+    if any(k is None for k in offsets) or c in body.xreplace({a: held for a in atoms}).free_symbols:
         return None
     points = set()
     for k in offsets:

@@ -157,10 +157,25 @@ def hf_specs(spec: ModelSpec) -> GenerationSpecs:
 
     capture = ("the KV cache enters the decode step as per-layer key and value tensors of length c, rebuilt into a "
                "DynamicCache inside the step; grouped-query attention through SDPA's enable_gqa")
+    top = limit - 1 if limit else None
+    window = sliding_window(model)
+    if window is not None:
+        top = min(top, window - 1) if top else window - 1
+        capture += (f"; sliding-window layers keep at most {window - 1} past tokens, so c stops there (from then on "
+                    f"every step costs step(c = {window - 1}); the sums cover n + T - 1 <= {window})")
     static = getattr(getattr(model, "generation_config", None), "cache_implementation", None) == "static"
-    return GenerationSpecs(prefill, step_spec(limit - 1 if limit else None), dim_name(length) or int(ids.shape[1]),
+    return GenerationSpecs(prefill, step_spec(top), dim_name(length) or int(ids.shape[1]),
                            dim_name(batch), capture, static_cache=static, context=forced_gqa,
                            retry_cache_max=step_spec)
+
+
+def sliding_window(model) -> int | None:
+    """The smallest sliding window among the cache layers transformers builds for this config (None: none)."""
+    from transformers import DynamicCache
+
+    layers = DynamicCache(config=model.config).layers
+    windows = [w for w in (getattr(layer, "sliding_window", None) for layer in layers) if isinstance(w, int) and w > 2]
+    return min(windows) if windows else None
 
 
 _SUGGESTED = re.compile(r"\bc = Dim\('c', max=(\d+)\)")
@@ -173,4 +188,4 @@ def suggested_cache_max(message: str) -> int | None:
 
 
 __all__ = ["DecodeStep", "GQA_FLAG", "Prefill", "causal_lm_problem", "forced_gqa", "hf_specs", "is_transformers_model",
-           "position_limit", "suggested_cache_max"]
+           "position_limit", "sliding_window", "suggested_cache_max"]
