@@ -70,12 +70,17 @@ def _values(gen, at: dict | None) -> dict:
     return out
 
 
-def _rows(exprs: dict, bigs: dict, values: dict | None) -> list:
+def _rows(exprs: dict, bigs: dict, values: dict | None, parallelism: bool = True) -> list:
     rows = []
     for m, expr in exprs.items():
         row = [LABELS.get(m, m), fmt(expr), f"O({fmt(bigs[m])})"]
         if values is not None:
             row.append(human(values[m]))
+        rows.append(row)
+    if parallelism and "work" in exprs and "depth" in exprs:  # how many processors the part keeps busy
+        row = ["parallelism W/D", "work / depth", f"O({fmt(bigs['work'] / bigs['depth'])})"]
+        if values is not None:
+            row.append(human(values["work"] / values["depth"]) if values["depth"] else "-")
         rows.append(row)
     return rows
 
@@ -109,7 +114,7 @@ def sections(gen, at: dict | None, tablefmt: str) -> list[tuple[str, str]]:
                      static["static"] if static else None)
         rows += [[f"padding waste: {r[0]}", *r[1:]] for r in _rows(
             {m: f.expr for m, f in gen.waste.items()}, {m: f.big_o for m, f in gen.waste.items()},
-            static["waste"] if static else None)]
+            static["waste"] if static else None, parallelism=False)]
         out.append(("with the model's static cache of C slots: every decode step attends over all C (step(c = C - 1) "
                     "each; generate allocates C = n + T)", tabulate(rows, head, tablefmt=tablefmt,
                                                                     disable_numparse=True)))
