@@ -132,3 +132,15 @@ def test_check_budgets_on_generation(tmp_path, capsys, monkeypatch):
     # a second run comes from the cache with the same verdicts
     code2, out2, _ = run(["check", "--config", str(tmp_path / "pyproject.toml")], capsys)
     assert code2 == 1 and "3 from cache" in out2
+
+
+def test_a_files_own_prefill_and_the_sums_over_its_steps(write_model):
+    from depthscope.generate.analysis import generation_analysis
+
+    source = PROTOCOL.format(extra="", step="") + "\n\ndef prefill(model, tokens):\n    return model(tokens)\n"
+    gen = generation_analysis(write_model(source), engine="symbolic")
+    assert "the file's prefill(model, tokens)" in gen.capture
+    assert gen.decode_step.big_o["work"] == gen.decode_step.symbols["b"].symbol * gen.decode_step.symbols["c"].symbol
+    first = gen.prefill.evaluate(b=3, n=6)
+    steps = [gen.decode_step.evaluate(b=3, c=x) for x in range(6, 6 + 7 - 1)]
+    assert gen.evaluate(b=3, n=6, T=7) == {m: first[m] + sum(s[m] for s in steps) for m in gen.metrics}

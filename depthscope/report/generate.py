@@ -106,7 +106,11 @@ def sections(gen, at: dict | None, tablefmt: str) -> list[tuple[str, str]]:
     head = ["", "exact", "big-O"] + ([f"at {sizes_label(sizes)}"] if sizes is not None else [])
     exprs = {m: f.expr for m, f in gen.generation.items()}
     rows = _rows(exprs, {m: f.big_o for m, f in gen.generation.items()}, values["generation"])
-    out.append((f"generation of T new tokens\n{CONVENTION}", tabulate(rows, head, tablefmt=tablefmt,
+    result = {"exact": "result: exact", "fitted-exact": "result: fitted-exact (from the parts above)",
+              "approximate": "result: APPROXIMATE (a part above is approximate)"}[gen.exactness]
+    if any(not f.closed for f in gen.generation.values()):
+        result += ", partly a sympy Sum (see the notes)"
+    out.append((f"generation of T new tokens\n{result}; {CONVENTION}", tabulate(rows, head, tablefmt=tablefmt,
                                                                       disable_numparse=True)))
     if gen.static is not None:
         static = values["static_cache"]
