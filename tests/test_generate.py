@@ -129,3 +129,14 @@ def test_other_architectures_decode_in_linear_work_and_log_depth(build, tmp_path
     gen = generation_analysis(model_file(tmp_path, "lm", build), engine="symbolic")
     assert gen.decode_step.big_o["work"] == b * c and gen.decode_step.big_o["depth"] == sympy.log(c)
     assert gen.decode_step.unmodeled == () and gen.generation["depth"].closed
+
+
+def test_bytes_per_token_against_hand_counts(gen):
+    """KV cache read per step: 2 (keys, values) * layers * c * kv_heads * head_dim * 4 bytes (float32) per sequence;
+    Qwen2 here has 2 KV heads for 4 query heads (GQA), GPT-2 4 of 4."""
+    kv_heads = {"gpt2": 4, "qwen2": 2}[gen.model]
+    assert sympy.expand(gen.kv_cache_bytes - 2 * 2 * c * kv_heads * 16 * 4 * b) == 0
+    if gen.model == "gpt2":  # wte, wpe, 2 blocks (ln_1, c_attn, c_proj, ln_2, c_fc, mlp c_proj), ln_f; the head is wte
+        block = 2 * 64 + (64 * 192 + 192) + (64 * 64 + 64) + 2 * 64 + (64 * 256 + 256) + (256 * 64 + 64)
+        assert gen.weight_bytes == 4 * (128 * 64 + 128 * 64 + 2 * block + 2 * 64)
+    assert gen.bytes_per_token == gen.weight_bytes + gen.kv_cache_bytes

@@ -49,6 +49,8 @@ class Generation:
     prompt_length: sympy.Expr  # n (a symbol, or the static prompt length)
     launches_per_token: int  # ops of one decode step that are not views (one kernel each, unfused)
     capture: str  # how the cache was captured
+    kv_cache_bytes: sympy.Expr = sympy.S.Zero  # the cache one decode step reads, in b and c
+    weight_bytes: int = 0  # the parameters, read once per decode step
     static: Mapping[str, Metric] | None = None  # a static cache: every step costs step(c = C - 1)
     waste: Mapping[str, Metric] | None = None  # static minus dynamic: the work spent on empty slots
     notes: tuple[str, ...] = field(default=())
@@ -56,6 +58,11 @@ class Generation:
     @property
     def metrics(self) -> tuple[str, ...]:
         return tuple(self.generation)
+
+    @property
+    def bytes_per_token(self) -> sympy.Expr:
+        """What a decode step must read at least: every weight once and the KV cache (in b and c)."""
+        return self.weight_bytes + self.kv_cache_bytes
 
     @property
     def exactness(self) -> str:
@@ -207,7 +214,8 @@ def build_generation(model: str, prefill: Analysis, step: Analysis, specs: Gener
             waste[name] = Metric(sympy.expand(full) - (used.expr - first), bound, used.closed, used.reason)
     launches = sum(1 for node in step.nodes if node.status != "free")
     return Generation(model, prefill, step, MappingProxyType(generation), MappingProxyType(symbols), n, launches,
-                      specs.capture, MappingProxyType(static) if static is not None else None,
+                      specs.capture, specs.cache_bytes, specs.weight_bytes,
+                      MappingProxyType(static) if static is not None else None,
                       MappingProxyType(waste) if waste is not None else None)
 
 

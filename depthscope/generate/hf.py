@@ -19,7 +19,8 @@ import re
 import torch
 
 from depthscope.errors import InputError
-from depthscope.generate.specs import GenerationSpecs, cache_dim, check_names, dim_name, prompt_dims
+from depthscope.generate.specs import (GenerationSpecs, cache_dim, check_names, dim_name, parameter_bytes, prompt_dims,
+                                       stored_bytes)
 from depthscope.guard import exception_text, user_code
 from depthscope.model_file import ModelSpec
 
@@ -164,9 +165,11 @@ def hf_specs(spec: ModelSpec) -> GenerationSpecs:
         capture += (f"; sliding-window layers keep at most {window - 1} past tokens, so c stops there (from then on "
                     f"every step costs step(c = {window - 1}); the sums cover n + T - 1 <= {window})")
     static = getattr(getattr(model, "generation_config", None), "cache_implementation", None) == "static"
+    tensors = list(keys) + list(values)
+    cache_bytes = stored_bytes(tensors, [{0: "b", 2: "c"}] * len(tensors), dim_name(batch))
     return GenerationSpecs(prefill, step_spec(top), dim_name(length) or int(ids.shape[1]),
-                           dim_name(batch), capture, static_cache=static, context=forced_gqa,
-                           retry_cache_max=step_spec)
+                           dim_name(batch), capture, cache_bytes=cache_bytes, weight_bytes=parameter_bytes(model),
+                           static_cache=static, context=forced_gqa, retry_cache_max=step_spec)
 
 
 def sliding_window(model) -> int | None:

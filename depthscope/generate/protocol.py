@@ -17,7 +17,8 @@ import torch
 import torch.utils._pytree as pytree
 
 from depthscope.errors import DepthscopeError, InputError
-from depthscope.generate.specs import GenerationSpecs, cache_dim, check_names, dim_name, prompt_dims
+from depthscope.generate.specs import (GenerationSpecs, cache_dim, check_names, dim_name, parameter_bytes, prompt_dims,
+                                       stored_bytes)
 from depthscope.guard import exception_text, user_code
 from depthscope.model_file import ModelSpec, user_location
 
@@ -133,7 +134,8 @@ def protocol_specs(spec: ModelSpec) -> GenerationSpecs:
         capture = "the prefill is the model's forward on example_inputs"
     capture += "; the decode step is its decode_step(model, token, cache) with make_cache's tensors as inputs"
     return GenerationSpecs(prefill, step_spec(None), dim_name(length) or n0, dim_name(batch), capture,
-                           retry_cache_max=step_spec)
+                           cache_bytes=stored_bytes(leaves, axes, dim_name(batch)),
+                           weight_bytes=parameter_bytes(spec.model), retry_cache_max=step_spec)
 
 
 __all__ = ["NAMES", "has_protocol", "protocol_specs"]

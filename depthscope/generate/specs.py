@@ -6,10 +6,12 @@ import contextlib
 from dataclasses import dataclass
 from typing import Callable
 
+import sympy
 import torch
 
 from depthscope.errors import InputError
 from depthscope.model_file import ModelSpec
+from depthscope.symbols import size_symbol
 
 CACHE_LENGTH = "c"  # the decode step's past length
 NEW_TOKENS = "T"  # tokens generated after the prompt
@@ -25,6 +27,8 @@ class GenerationSpecs:
     prompt_length: str | int  # n's Dim name, or the prompt's static length
     batch: str | None  # b's Dim name (None: a static batch)
     capture: str  # how the cache was captured, one sentence for the reports
+    cache_bytes: sympy.Expr = sympy.S.Zero  # the cache a decode step reads, in b and c
+    weight_bytes: int = 0  # the model's parameters (each shared one once): read once per step
     static_cache: bool = False  # transformers' cache_implementation = "static"
     context: Callable = contextlib.nullcontext  # entered around every capture
     retry_cache_max: Callable | None = None  # max -> a step spec with c's Dim bounded there
@@ -58,10 +62,26 @@ def check_names(batch: str | None, length: str | None, where: str) -> None:
                              "cache's capacity); rename it")
 
 
+def stored_bytes(tensors, axes, batch: str | None) -> sympy.Expr:
+    """Bytes of the cache tensors with axes {axis: "b" or "c"} as symbols: numel times element size, summed."""
+    total = sympy.S.Zero
+    for tensor, kinds in zip(tensors, axes):
+        sizes = [size_symbol(CACHE_LENGTH) if kinds.get(i) == "c" else
+                 size_symbol(batch) if kinds.get(i) == "b" and batch else sympy.Integer(s)
+                 for i, s in enumerate(tensor.shape)]
+        total += sympy.Mul(*sizes) * tensor.element_size()
+    return sympy.expand(total)
+
+
+def parameter_bytes(model) -> int:
+    """Bytes of the model's parameters, each shared (tied) parameter once."""
+    return sum(p.numel() * p.element_size() for p in model.parameters())
+
+
 def cache_dim(max_len: int | None) -> torch.export.Dim:
     """The decode step's past-length Dim c (min 2: export specialises 0 and 1)."""
     return torch.export.Dim(CACHE_LENGTH, min=2, max=max_len) if max_len else torch.export.Dim(CACHE_LENGTH, min=2)
 
 
 __all__ = ["CACHE_LENGTH", "CAPACITY", "GenerationSpecs", "NEW_TOKENS", "cache_dim", "check_names", "dim_name",
-           "prompt_dims"]
+           "parameter_bytes", "prompt_dims", "stored_bytes"]

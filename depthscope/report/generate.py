@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import sympy
 from tabulate import tabulate
 
 from depthscope.complexity import big_o
@@ -85,6 +86,25 @@ def _rows(exprs: dict, bigs: dict, values: dict | None, parallelism: bool = True
     return rows
 
 
+def per_token(gen) -> dict:
+    """What one decode step must read at least, and its ops: {name: expression} in b and c."""
+    return {"weights read once (bytes)": sympy.Integer(gen.weight_bytes),
+            "KV cache read (bytes)": gen.kv_cache_bytes,
+            "bytes per token (weights + KV cache)": gen.bytes_per_token,
+            "ops per token (one kernel each, unfused)": sympy.Integer(gen.launches_per_token)}
+
+
+def _per_token_rows(gen, sizes: dict | None) -> list:
+    rows = []
+    values = gen.decode_step.symbol_values(sizes) if sizes is not None else None
+    for label, expr in per_token(gen).items():
+        row = [label, fmt(expr), f"O({fmt(big_o(expr))})" if expr.free_symbols else ""]
+        if values is not None:
+            row.append(human(as_number(evaluate(expr, values))))
+        rows.append(row)
+    return rows
+
+
 def sections(gen, at: dict | None, tablefmt: str) -> list[tuple[str, str]]:
     """(title, table) pairs: prefill, decode step, generation (and the static cache's, when it has one)."""
     check_sizes(gen, at)
@@ -99,7 +119,7 @@ def sections(gen, at: dict | None, tablefmt: str) -> list[tuple[str, str]]:
         head = ["", "exact", "big-O"] + ([f"at {sizes_label(sizes)}"] if sizes is not None else [])
         rows = _rows(exprs, {m: big_o(e) for m, e in exprs.items()}, values[key])
         if key == "decode_step":
-            rows.append(["ops per token", str(gen.launches_per_token), "", *([""] if sizes is not None else [])])
+            rows += _per_token_rows(gen, sizes)
         name = f"{title}\n{provenance_line(analysis)}, engine {analysis.engine}"
         out.append((name, tabulate(rows, head, tablefmt=tablefmt, disable_numparse=True)))
     sizes = _part_sizes(gen.symbols, at)
@@ -168,6 +188,9 @@ def generation_dict(gen, at: dict | None = None) -> dict:
             part["values"] = {m: values[key][m] for m in gen.metrics}
         out[key] = part
     out["decode_step"]["ops_per_token"] = gen.launches_per_token
+    out["decode_step"]["per_token"] = {
+        "weight_bytes": gen.weight_bytes, "kv_cache_bytes": _metric(gen.kv_cache_bytes, big_o(gen.kv_cache_bytes)),
+        "bytes": _metric(gen.bytes_per_token, big_o(gen.bytes_per_token))}
     part = {"symbols": _symbols(gen.symbols)}
     for m, f in gen.generation.items():
         part[m] = dict(_metric(f.expr, f.big_o), closed=f.closed, **({"reason": f.reason} if f.reason else {}))
