@@ -194,24 +194,23 @@ def build_generation(model: str, prefill: Analysis, step: Analysis, specs: Gener
     mins[tokens] = 1
     symbols = dict(prefill.symbols)
     symbols[NEW_TOKENS] = SymbolInfo(NEW_TOKENS, 1, None)
-    generation, static, waste = {}, None, None
+    generation, sums, static, waste = {}, {}, None, None
     names = [m for m in METRICS if hasattr(prefill, m) and hasattr(step, m)]
     for name in names:
         first, each = getattr(prefill, name), getattr(step, name)
-        summed = sum_steps(each, c, n, n + tokens - 2, mins, c_range)
+        sums[name] = summed = sum_steps(each, c, n, n + tokens - 2, mins, c_range)
         generation[name] = Metric(prefill_plus(first, summed.expr), summed_big_o(first, each, c, n, tokens),
                                   summed.closed, summed.reason)
-    if specs.static_cache:
+    if specs.static_cache:  # every step attends over all C slots: step(c = C - 1), T - 1 times
         capacity = size_symbol(CAPACITY)
         symbols[CAPACITY] = SymbolInfo(CAPACITY, 2, c_range[1] + 1 if c_range[1] is not None else None)
         static, waste = {}, {}
         for name in names:
             first, each = getattr(prefill, name), getattr(step, name)
-            full = (tokens - 1) * each.xreplace({c: capacity - 1})
-            bound = summed_big_o(0, each, c, capacity, tokens)
-            static[name] = Metric(prefill_plus(first, sympy.expand(full)), summed_big_o(first, each, c, capacity, tokens))
-            used = generation[name]
-            waste[name] = Metric(sympy.expand(full) - (used.expr - first), bound, used.closed, used.reason)
+            full = sympy.expand((tokens - 1) * each.xreplace({c: capacity - 1}))
+            static[name] = Metric(prefill_plus(first, full), summed_big_o(first, each, c, capacity, tokens))
+            waste[name] = Metric(full - sums[name].expr, summed_big_o(0, each, c, capacity, tokens),
+                                 sums[name].closed, sums[name].reason)
     launches = sum(1 for node in step.nodes if node.status != "free")
     return Generation(model, prefill, step, MappingProxyType(generation), MappingProxyType(symbols), n, launches,
                       specs.capture, specs.cache_bytes, specs.weight_bytes,
