@@ -12,7 +12,7 @@ import click
 from depthscope import clock, guard
 from depthscope.engine import ENGINES
 from depthscope.errors import EXIT_INTERNAL, EXIT_USAGE, CheckFailed, DepthscopeError, InputError
-from depthscope.options import MAX_SIZE, bounded_sizes, timeout_option
+from depthscope.options import MAX_SIZE, bounded_sizes, fast_memory_option, timeout_option
 
 _AT = re.compile(r"^(\w+)=(\d{1,100})$")
 
@@ -76,9 +76,10 @@ def cli(ctx):
 @click.option("--generate", is_flag=True, help="Analyze generation: prefill of n prompt tokens, one decode step "
               "with a KV cache of c tokens, T new tokens (docs/model-files.md).")
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
+@fast_memory_option
 @timeout_option
-def analyze(path, fmt, at, train, engine, symbolic, strict, generate, debug):
-    """Analyze the model file PATH: exact work, depth and parallelism, their big-O, and the critical path."""
+def analyze(path, fmt, at, train, engine, symbolic, strict, generate, debug, fast_memory):
+    """Analyze the model file PATH: exact work, depth, parallelism, bytes and I/O, their big-O, the critical path."""
     from depthscope.pipeline import analyze_file
     from depthscope.report import render
     from depthscope.report.table import unmodeled_warning
@@ -87,7 +88,7 @@ def analyze(path, fmt, at, train, engine, symbolic, strict, generate, debug):
     if generate:
         return _generate(path, fmt, sizes, train, engine, symbolic, strict)
     report = analyze_file(path, train=train, engine=engine, symbolic=symbolic or None,
-                          on_fallback=lambda reason: warn(reason))
+                          on_fallback=lambda reason: warn(reason)).with_fast_memory(fast_memory)
     if sizes:
         report.evaluate(**sizes)  # validates names and ranges before rendering
     click.echo(render(report, fmt, sizes or None), nl=False)

@@ -8,11 +8,13 @@
     timeout = 1800                     # seconds one model's analysis may take in `check` (--timeout overrides)
     allow-unmodeled = []               # ops without a cost rule that may pass a check ("ns::op", "aten.op")
     allow-approximate = false          # true: an approximate analysis may pass a check
+    fast-memory = "48KiB"              # default of `analyze --fast-memory` (bytes; KB/MB powers of 10, KiB/MiB of 2)
 
     [[tool.depthscope.check]]
     path = "models/tagger.py"          # a model file, relative to pyproject.toml
     work = "b*n**2*d"                  # optional big-O budget for the work
     depth = "log(n)"                   # optional big-O budget for the parallel depth
+    bytes = "b*n*d"                    # optional big-O budget for the bytes moved (unfused)
     symbolic = true                    # optional: require the symbolic engine (no fitted fallback)
     engine = "auto"                    # optional: this model's engine (symbolic = true means "symbolic")
     train = false                      # optional: check a training step (forward and backward)
@@ -33,6 +35,7 @@ from depthscope.check.budget import BudgetError, parse_budget
 from depthscope.complexity import Class
 from depthscope.engine import ENGINES
 from depthscope.errors import InputError
+from depthscope.options import parse_bytes
 
 try:  # Python 3.11+
     import tomllib
@@ -42,14 +45,15 @@ except ModuleNotFoundError:  # pragma: no cover - Python 3.10
     except ModuleNotFoundError:
         tomllib = None  # type: ignore[assignment]
 
-METRICS = ("work", "depth")
+METRICS = ("work", "depth", "bytes")
 # budgets on generation (analyze --generate): the prefill of n tokens, one decode step with c cached tokens, and
 # T new tokens; an entry with any of them is also analyzed for generation, compared with its budgets only
-GENERATE_METRICS = ("prefill_work", "prefill_depth", "decode_work", "decode_depth", "generate_work", "generate_depth")
-ENTRY_KEYS = ("path", "work", "depth", *GENERATE_METRICS, "symbolic", "engine", "train", "allow-unmodeled",
+GENERATE_METRICS = ("prefill_work", "prefill_depth", "prefill_bytes", "decode_work", "decode_depth", "decode_bytes",
+                    "generate_work", "generate_depth", "generate_bytes")
+ENTRY_KEYS = ("path", "work", "depth", "bytes", *GENERATE_METRICS, "symbolic", "engine", "train", "allow-unmodeled",
               "allow-approximate")
 DEFAULTS = {"engine": "auto", "lock": "depthscope.lock.json", "cache-dir": ".depthscope_cache", "cache": True,
-            "timeout": 1800.0, "allow-unmodeled": (), "allow-approximate": False}
+            "timeout": 1800.0, "allow-unmodeled": (), "allow-approximate": False, "fast-memory": None}
 _OP = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)(?:::|\.)([A-Za-z_][A-Za-z0-9_]*)(?:\.([A-Za-z_][A-Za-z0-9_]*))?", re.ASCII)
 
 
@@ -212,6 +216,11 @@ def _settings(section: dict, name: str) -> dict:
     settings["allow-unmodeled"] = _op_list(settings["allow-unmodeled"], f"{name}: [tool.depthscope] allow-unmodeled")
     if not isinstance(settings["allow-approximate"], bool):
         raise InputError(f"{name}: [tool.depthscope] allow-approximate must be true or false")
+    if settings["fast-memory"] is not None:
+        try:
+            settings["fast-memory"] = parse_bytes(settings["fast-memory"])
+        except ValueError as exc:
+            raise InputError(f"{name}: [tool.depthscope] fast-memory: {exc}") from None
     return settings
 
 
@@ -295,7 +304,7 @@ def cli_defaults(config: Config) -> dict:
     Paths stay relative to the pyproject.toml's directory: `check` resolves them against it."""
     s = config.settings
     return {
-        "analyze": {"engine": s["engine"]},
+        "analyze": {"engine": s["engine"], **({"fast_memory": s["fast-memory"]} if s["fast-memory"] else {})},
         "predict": {"engine": s["engine"]},
         "validate": {"engine": s["engine"]},
         "check": {"engine": s["engine"], "lock": s["lock"], "cache_dir": s["cache-dir"], "no_cache": not s["cache"]},

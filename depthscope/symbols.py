@@ -201,9 +201,10 @@ def fmt(expr) -> str:
 
 
 def parse_symbols(names) -> dict[str, sympy.Symbol]:
-    """The namespace to parse report expressions: size symbols plus log, Max, Min, ceiling, floor."""
+    """The namespace to parse report expressions: size symbols, M (fast memory), log, Max, Min, ceiling, floor, sqrt."""
     ns = {name: size_symbol(name) for name in names}
-    ns.update(log=sympy.log, Max=sympy.Max, Min=sympy.Min, ceiling=sympy.ceiling, floor=sympy.floor)
+    ns.setdefault("M", size_symbol("M"))  # the fast memory's size in I/O formulas (cost/traffic.FAST_MEMORY)
+    ns.update(log=sympy.log, Max=sympy.Max, Min=sympy.Min, ceiling=sympy.ceiling, floor=sympy.floor, sqrt=sympy.sqrt)
     return ns
 
 

@@ -46,7 +46,10 @@ def test_no_dynamic_shapes_gives_numbers():
     assert report.symbols == {}
     assert report.work == 24 and report.depth == 3
     assert report.big_o["work"] == 1
-    assert report.evaluate() == {"work": 24, "depth": 3, "flops": 0, "parallelism": 8.0}
+    values = report.evaluate()
+    assert {k: values[k] for k in ("work", "depth", "flops", "parallelism")} == {
+        "work": 24, "depth": 3, "flops": 0, "parallelism": 8.0}
+    assert values["bytes"] == 3 * 8 * 4 + 3 * 4  # read x, write the row sums
 
 
 class NoGrad(torch.nn.Module):

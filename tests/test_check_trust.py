@@ -109,11 +109,12 @@ def test_malformed_allow_unmodeled_is_exit_2(project, capsys, value):
 
 
 def _summary(**changes):
-    summary = {"format": 3, "model": "m", "engine": "fitted", "mode": "inference", "symbols": ["n"],
+    summary = {"format": 4, "model": "m", "engine": "fitted", "mode": "inference", "symbols": ["n"],
                "fallback": None, "exactness": "fitted-exact", "reasons": [], "unmodeled": [], "heldout_passed": True,
-               "depth_groups": [], "work_ops": [],
+               "depth_groups": [], "work_ops": [], "bytes_ops": [],
                "work": {"class": "n", "terms": [{"n": [1, 0]}], "formula": "3*n"},
-               "depth": {"class": "1", "terms": [{}], "formula": "2"}}
+               "depth": {"class": "1", "terms": [{}], "formula": "2"},
+               "bytes": {"class": "n", "terms": [{"n": [1, 0]}], "formula": "8*n"}}
     summary.update(changes)
     return summary
 

@@ -182,7 +182,7 @@ def test_json_is_complete_and_every_expression_parses(capsys):
     code, out, _ = _run(capsys, ["analyze", example("attention.py"), "--format", "json", "--at", "b=2", "--at", "n=128"])
     assert code == 0
     data = json.loads(out)
-    assert data["schema"] == "depthscope.report/2"
+    assert data["schema"] == "depthscope.report/3"
     assert data["engine"] == "symbolic"
     for key in ("model", "symbols", "work", "depth", "parallelism", "ops", "modules", "critical_path", "unmodeled", "at", "values"):
         assert key in data

@@ -1160,14 +1160,9 @@ def test_training_graph_meets_the_fan_in_bound():
 
 
 def _hf_models():
-    pytest.importorskip("transformers")
-    try:
-        torch.ops.torchvision.nms  # noqa: B018 - torchvision's CUDA build next to a CPU torch (TORCH_NOTES.md)
-    except (AttributeError, RuntimeError):
-        lib = torch.library.Library("torchvision", "DEF")
-        lib.define("nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
-        lib.define("qnms(Tensor qdets, Tensor scores, float iou_threshold) -> Tensor")
-    import transformers as tf
+    from conftest import import_transformers
+
+    tf = import_transformers()
 
     gpt2 = tf.GPT2Config(n_layer=1, n_embd=8, n_head=2, vocab_size=11, n_positions=16, use_cache=False,
                          bos_token_id=0, eos_token_id=0)

@@ -20,6 +20,7 @@ b, n, H, W = (size_symbol(s) for s in ("b", "n", "H", "W"))
 # The expected (work, depth) big-O classes of each example, as its module docstring states them.
 EXPECTED = {
     "attention": (b * n**2, sympy.log(n)),
+    "attention_by_hand": (b * n**2, sympy.log(n)),
     "gpt": (b * n**2, sympy.log(n)),
     "cnn": (b * H * W, sympy.log(H) + sympy.log(W)),
     "dilated_cnn": (b * n, sympy.S.One),

@@ -115,7 +115,7 @@ def test_check_budgets_on_generation(tmp_path, capsys, monkeypatch):
     models = {"good.py": PROTOCOL.format(extra="", step=""),
               "quadratic.py": PROTOCOL.format(extra="", step=QUADRATIC),
               "sequential.py": PROTOCOL.format(extra=SCAN, step=SEQUENTIAL)}
-    budgets = {"decode_work": "b*c", "decode_depth": "log(c)", "prefill_work": "b*n**2", "prefill_depth": "log(n)",
+    budgets = {"decode_work": "b*c", "decode_depth": "log(c)", "decode_bytes": "b*c", "generate_bytes": "b*n**2 + b*n*T + b*T**2", "prefill_work": "b*n**2", "prefill_depth": "log(n)",
                "generate_work": "b*n**2 + b*n*T + b*T**2", "generate_depth": "log(n) + T*log(n + T)"}
     lines = ["[tool.depthscope]", f'cache-dir = "{tmp_path / "cache"}"']
     for name, source in models.items():
@@ -127,6 +127,7 @@ def test_check_budgets_on_generation(tmp_path, capsys, monkeypatch):
     breaches = {line.split(":")[0]: line for line in out.splitlines() if "exceeds budget" in line}
     assert "good.py" not in breaches
     assert "quadratic.py: decode_work O(b*c**2) exceeds budget O(b*c)" in out
+    assert "quadratic.py: decode_bytes O(b*c**2) exceeds budget O(b*c)" in out  # the c x c scores are written
     assert "sequential.py: decode_depth O(c) exceeds budget O(log(c))" in out
     assert "sequential.py: generate_depth O(T**2 + T*n) exceeds budget" in out
     # a second run comes from the cache with the same verdicts

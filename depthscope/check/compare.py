@@ -54,7 +54,7 @@ def _where(summary: dict, module: str) -> str:
 
 
 def explain(metric: str, summary: dict, limit: Class, excess: list[Term], source: str) -> str:
-    """The ops behind a breach: the critical path's heaviest pieces (depth) or the heaviest op (work)."""
+    """The ops behind a breach: the critical path's heaviest pieces (depth) or the heaviest op (work, bytes)."""
     parts = []
     if metric == "depth":
         groups = summary.get("depth_groups") or []
@@ -63,8 +63,8 @@ def explain(metric: str, summary: dict, limit: Class, excess: list[Term], source
         if chosen:
             parts.append("critical path through " + ", ".join(f"{_where(summary, g['module'])} ({g['op']})"
                                                                for g in chosen))
-    elif metric == "work":
-        ops = summary.get("work_ops") or []
+    else:
+        ops = summary.get(f"{metric}_ops") or []
         over = [o for o in ops if Class.from_json(o["class"]).excess(limit)]
         chosen = (over or ops)[:1]
         if chosen:
@@ -138,10 +138,14 @@ def evaluate(result: ModelResult, locked: dict | None, lock_name: str, update: b
             continue
         found = Class.from_json(summary[metric]["terms"])
         status = {"class": found.text(), "formula": summary[metric]["formula"]}
-        lock = None if locked is None else locked.get(metric)
+        lock = None if locked is None else locked.get(metric)  # (a lock from before bytes has no "bytes")
         if lock is not None:
             status["locked"] = lock["parsed"].text()
         budget = entry.budgets.get(metric)
+        if locked is not None and lock is None and budget is None and not update:
+            result.findings.append(Finding(path, "info", f"{path}: {metric} is not in {lock_name} (written before "
+                                           f"depthscope counted it); run depthscope check --update to record it",
+                                           metric, found.text(), None, "lock"))
         if budget is not None:
             status["budget"] = budget.text()
             excess = found.excess(budget)
@@ -179,7 +183,7 @@ def evaluate(result: ModelResult, locked: dict | None, lock_name: str, update: b
         result.metrics[metric] = status
     if not entry.budgets and locked is None and not update:
         result.findings.append(Finding(
-            path, "error", f"{path}: nothing to check against: give it a work or depth budget in "
+            path, "error", f"{path}: nothing to check against: give it a work, depth or bytes budget in "
             f"[[tool.depthscope.check]], or record a baseline with depthscope check --update", exit_code=EXIT_USAGE))
 
 

@@ -19,6 +19,7 @@ from depthscope.config import METRICS
 from depthscope.errors import InputError
 
 LOCK_FORMAT = 1
+ADDED_LATER = ("bytes",)  # metrics a lock written by an earlier depthscope lacks: not locked until --update
 MAX_LOCK = 16 << 20  # bytes
 HINT = "fix it or rewrite it with depthscope check --update"
 
@@ -72,6 +73,8 @@ def read_lock(path: str, shown: str) -> dict[str, dict]:
         if "engine" in entry and not isinstance(entry["engine"], str):
             raise InputError(f"{shown}: {label}: \"engine\" must be a string; {HINT}")
         for metric in METRICS:
+            if metric in ADDED_LATER and metric not in entry:
+                continue
             m = entry.get(metric)
             if not isinstance(m, dict) or not isinstance(m.get("formula"), str) or "class" not in m:
                 raise InputError(f"{shown}: {label}: {metric} needs \"class\", \"terms\" and \"formula\"; {HINT}")

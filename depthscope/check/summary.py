@@ -1,14 +1,15 @@
 """What `depthscope check` needs from an Analysis, as JSON: the analysis subprocess returns it, the cache stores it.
 
-A summary holds each metric's big-O class (as terms) and exact formula, the critical path's pieces grouped by
-module and op, and the heaviest ops, each with its value at a reference size so a breach can name its cause.
+A summary holds each metric's (work, depth, bytes) big-O class (as terms) and exact formula, the critical path's
+pieces grouped by module and op, and the heaviest ops by work and by bytes, each with its value at a reference size
+so a breach can name its cause.
 """
 
 from __future__ import annotations
 
 from depthscope.config import GENERATE_METRICS, METRICS
 
-CACHE_FORMAT = 3  # the shape of a summary and of the cache entry that stores it: bump when either changes
+CACHE_FORMAT = 4  # the shape of a summary and of the cache entry that stores it: bump when either changes
 MAX_GROUPS = 24
 
 
@@ -40,22 +41,25 @@ def summarize(report, fallback: str | None = None) -> dict:
                     for (m, op), d in groups.items()]
     depth_groups.sort(key=lambda g: (-g["ref"], g["module"], g["op"]))
 
-    work_ops = []
-    for o in sorted(report.ops(sizes), key=lambda o: (-value(o.work), o.op))[:8]:
-        per_module: dict[str, object] = {}
-        for node in report.nodes:
-            if node.op == o.op:
-                per_module[node.module] = per_module.get(node.module, 0) + as_expr(node.cost.work)
-        module = max(sorted(per_module), key=lambda m: value(per_module[m])) if per_module else ""
-        work_ops.append({"op": op_display(o.op), "module": module, "class": class_of_expr(o.work).to_json(),
-                         "ref": value(o.work)})
+    def heaviest(part: str) -> list:
+        out = []
+        for o in sorted(report.ops(sizes), key=lambda o: (-value(getattr(o, part)), o.op))[:8]:
+            per_module: dict[str, object] = {}
+            for node in report.nodes:
+                if node.op == o.op:
+                    per_module[node.module] = per_module.get(node.module, 0) + as_expr(getattr(node.cost, part))
+            module = max(sorted(per_module), key=lambda m: value(per_module[m])) if per_module else ""
+            out.append({"op": op_display(o.op), "module": module, "class": class_of_expr(getattr(o, part)).to_json(),
+                        "ref": value(getattr(o, part))})
+        return out
 
     out = {"format": CACHE_FORMAT, "model": report.model, "engine": report.engine, "mode": report.mode,
            "symbols": sorted(report.symbols), "fallback": fallback or report.provenance.fallback,
            "exactness": report.exactness, "reasons": list(report.provenance.reasons),
            "unmodeled": [[op, count] for op, count in report.unmodeled],
            "heldout_passed": report.fit.heldout_passed if report.fit is not None else None,
-           "depth_groups": depth_groups[:MAX_GROUPS], "work_ops": work_ops}
+           "depth_groups": depth_groups[:MAX_GROUPS], "work_ops": heaviest("work"),
+           "bytes_ops": heaviest("bytes")}
     for metric in METRICS:
         expr = getattr(report, metric)
         cls = class_of_expr(expr)

@@ -83,7 +83,7 @@ def validate_summary(summary, fmt: int) -> dict:
     if not isinstance(summary, dict):
         _fail("summary", "expected an object")
     required = {"format", "model", "engine", "mode", "symbols", "fallback", "exactness", "reasons", "unmodeled",
-                "heldout_passed", "depth_groups", "work_ops", *METRICS}
+                "heldout_passed", "depth_groups", "work_ops", "bytes_ops", *METRICS}
     missing = sorted(required - set(summary))
     if missing:
         _fail("summary", f"missing {', '.join(missing)}")
@@ -108,6 +108,7 @@ def validate_summary(summary, fmt: int) -> dict:
         _fail("summary.heldout_passed", "expected true, false or null")
     _pieces(summary["depth_groups"], "summary.depth_groups", ("module", "op", "class", "ref"))
     _pieces(summary["work_ops"], "summary.work_ops", ("op", "module", "class", "ref"))
+    _pieces(summary["bytes_ops"], "summary.bytes_ops", ("op", "module", "class", "ref"))
     for metric in METRICS + tuple(g for g in GENERATE_METRICS if g in summary):
         m = summary[metric]
         where = f"summary.{metric}"

@@ -18,10 +18,11 @@ from depthscope.symbols import ONE, numel
 
 @dataclass(frozen=True)
 class TensorMeta:
-    """A tensor as a rule sees it: a symbolic shape (sympy) and a dtype."""
+    """A tensor as a rule sees it: a symbolic shape (sympy), a dtype, and the dims it is expanded along (stride 0)."""
 
     shape: tuple
     dtype: Any = None
+    broadcast: tuple = ()  # dims of stride 0 (an `expand`): one element of storage stands for all of them
 
     @property
     def ndim(self) -> int:

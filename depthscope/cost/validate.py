@@ -31,11 +31,11 @@ class InvalidCost(ValueError):
 
 
 def check_cost(cost, symbols: dict | None = None, given=()) -> None:
-    """Raise InvalidCost unless work, depth and FLOPs are valid; `symbols` maps the graph's size symbols to their
+    """Raise InvalidCost unless work, depth, FLOPs and bytes are valid; `symbols` maps the graph's size symbols to their
     (min, max) ranges (max None when unbounded), None to accept any size symbol with range [1, inf). `given` are
     the sizes the rule was given (or a function returning them): a float in them (torch's `floor(2.0*H)` after
     an upsample by a float scale) is the graph's own and may pass through to the cost."""
-    for part in ("work", "depth", "flops"):
+    for part in ("work", "depth", "flops", "bytes"):
         value = getattr(cost, part)
         reason = _reason(value, symbols, given)
         if reason is not None:

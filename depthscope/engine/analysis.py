@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import functools
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Mapping
 
 import sympy
 
 from depthscope.complexity import big_o
+from depthscope.cost.traffic import FAST_MEMORY
+from depthscope.engine.fusion import bytes_fused
 from depthscope.engine.paths import to_expr
+from depthscope.engine.summaries import (ModuleSummary, OpSummary, intensities, module_prefixes, module_totals,
+                                         op_totals)
 from depthscope.engine.walk import NodeCost, Walked, walk_captured
 from depthscope.errors import InputError
-from depthscope.symbols import SymbolInfo, evaluate, size_symbol
+from depthscope.symbols import ZERO, SymbolInfo, evaluate, size_symbol
 
 DISPLAY_SIZE = 1024  # views use this size per symbol (clamped into its range) when the caller gives none
 
@@ -25,11 +29,14 @@ APPROXIMATE = "approximate"  # some number is not exact: see `Provenance.reasons
 
 @dataclass(frozen=True)
 class Formulas:
-    """Work, depth and matmul-family FLOPs of a whole model as sympy expressions."""
+    """Work, depth, matmul-family FLOPs, bytes (unfused and fused) and I/O of a whole model as sympy expressions."""
 
     work: sympy.Expr
     depth: sympy.Expr
     flops: sympy.Expr
+    bytes: sympy.Expr = ZERO
+    bytes_fused: sympy.Expr = ZERO
+    io: sympy.Expr = ZERO
 
 
 @dataclass(frozen=True)
@@ -87,26 +94,9 @@ class CriticalPath:
     steps: tuple[PathStep, ...]
 
 
-@dataclass(frozen=True)
-class OpSummary:
-    op: str
-    count: int
-    work: sympy.Expr
-    depth: sympy.Expr  # this op's part of the critical path at the view's sizes
-    status: str
-
-
-@dataclass(frozen=True)
-class ModuleSummary:
-    path: str
-    type: str
-    work: sympy.Expr
-    depth: sympy.Expr  # this module's part of the critical path at the view's sizes
-
-
 @dataclass(frozen=True, eq=False)
 class Analysis:
-    """Symbolic work, depth and FLOPs of a model, every node's cost, the candidate critical paths, and provenance."""
+    """Symbolic work, depth, FLOPs and bytes of a model, every node's cost, the candidate critical paths, provenance."""
 
     model: str
     symbols: Mapping[str, SymbolInfo]
@@ -118,8 +108,12 @@ class Analysis:
     unmodeled: tuple[tuple[str, int], ...] = ()
     unknowns: tuple[tuple[str, str], ...] = ()  # (symbol, what it stands for)
     provenance: Provenance = Provenance()
-    op_totals: tuple = field(default=(), repr=False)  # (op, count, work, status), from the nodes
-    module_totals: tuple = field(default=(), repr=False)  # (path, type, work) for every module path
+    op_totals: tuple = field(default=(), repr=False)  # (op, count, status, work, flops, bytes, io), from the nodes
+    module_totals: tuple = field(default=(), repr=False)  # (path, type, work, flops, bytes, io) per module path
+    bytes: sympy.Expr = ZERO  # every op's inputs read and outputs written, unfused
+    bytes_fused: sympy.Expr = ZERO  # an estimate with Inductor-like fusion (engine/fusion.py)
+    io: sympy.Expr = ZERO  # bytes between slow memory and a fast memory of FAST_MEMORY bytes (tiled bounds)
+    fast_memory: int | None = None  # the fast memory's size in bytes, when given (io has it substituted)
 
     # -- provenance, for short ------------------------------------------------------------------
 
@@ -163,7 +157,20 @@ class Analysis:
     @property
     def big_o(self) -> dict[str, sympy.Expr]:
         work, depth = big_o(self.work), big_o(self.depth)
-        return {"work": work, "depth": depth, "parallelism": work / depth}
+        return {"work": work, "depth": depth, "parallelism": work / depth, "bytes": big_o(self.bytes),
+                "bytes_fused": big_o(self.bytes_fused), "io": big_o(self.io)}
+
+    def with_fast_memory(self, size: int | None) -> Analysis:
+        """This analysis with the fast memory's size (bytes) substituted for FAST_MEMORY in its I/O."""
+        if size is None:
+            return self
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise InputError(f"the fast memory size must be a positive number of bytes, got {size!r}")
+        return replace(self, io=self.io.xreplace({FAST_MEMORY: sympy.Integer(size)}), fast_memory=size)
+
+    def _io_values(self, fast_memory: int | None) -> dict:
+        size = self.fast_memory if fast_memory is None else fast_memory
+        return {} if size is None else {FAST_MEMORY: size}
 
     def symbol_values(self, sizes: Mapping[str, int]) -> dict[sympy.Symbol, int]:
         """Check sizes against the symbols and their ranges; every symbol needs a value."""
@@ -184,13 +191,22 @@ class Analysis:
             raise InputError(f"no value for {', '.join(missing)}; give every symbol a size (e.g. --at {missing[0]}=1024)")
         return values
 
-    def evaluate(self, **sizes: int) -> dict[str, float | int]:
-        """Work, depth, FLOPs and parallelism at concrete sizes (exact integers for work, depth, FLOPs)."""
+    def evaluate(self, fast_memory: int | None = None, **sizes: int) -> dict[str, float | int]:
+        """Work, depth, FLOPs, parallelism, bytes (unfused, fused) and intensities at concrete sizes (exact integers
+        for the counts), and the I/O when the fast memory's size is known (`fast_memory` bytes, or the analysis's)."""
         values = self.symbol_values(sizes)
         work = as_number(evaluate(self.work, values))
         depth = as_number(evaluate(self.depth, values))
         flops = as_number(evaluate(self.flops, values))
-        return {"work": work, "depth": depth, "flops": flops, "parallelism": work / depth if depth else 0.0}
+        moved = as_number(evaluate(self.bytes, values))
+        per_byte = intensities(work, flops, moved)
+        out = {"work": work, "depth": depth, "flops": flops, "parallelism": work / depth if depth else 0.0,
+               "bytes": moved, "bytes_fused": as_number(evaluate(self.bytes_fused, values)),
+               "flops_per_byte": per_byte[0], "work_per_byte": per_byte[1]}
+        io = evaluate(self.io, {**values, **self._io_values(fast_memory)})
+        if not io.free_symbols:
+            out["io"] = as_number(io)
+        return out
 
     # -- views at the caller's sizes ------------------------------------------------------------
 
@@ -206,14 +222,22 @@ class Analysis:
         return sizes
 
     def value(self, expr, sizes: Mapping[str, int]) -> float:
-        """expr (over this analysis's symbols, or over the breakdown build's) as a number at `sizes`."""
-        return float(evaluate(expr, self._breakdown_values(sizes)))
+        """expr (over this analysis's symbols, or over the breakdown build's) as a number at `sizes` (an I/O formula:
+        at the analysis's fast memory; NaN without one)."""
+        got = evaluate(expr, {**self._breakdown_values(sizes), **self._io_values(None)})
+        return float(got) if not got.free_symbols else float("nan")
 
     def _breakdown_values(self, sizes: Mapping[str, int]) -> dict:
         merged = dict(sizes)
         if self.provenance.breakdown_at:
             merged.update(self.provenance.breakdown_at)  # nodes of a fitted analysis are those of one build
         return {size_symbol(k): v for k, v in merged.items()}
+
+    def _moved(self, work, depth, flops, moved, io, sizes) -> dict:
+        """The Moved fields of a summary: its formulas (I/O at the fast memory, if given), intensities at sizes."""
+        per_byte = intensities(self.value(work, sizes), self.value(flops, sizes), self.value(moved, sizes))
+        io = io.xreplace({FAST_MEMORY: sympy.Integer(self.fast_memory)}) if self.fast_memory else io
+        return {"work": work, "depth": depth, "flops": flops, "bytes": moved, "io": io, "flops_per_byte": per_byte[0], "work_per_byte": per_byte[1]}
 
     def critical_path(self, at: Mapping[str, int] | None = None) -> CriticalPath:
         """The longest of the candidate paths at `at` (default: the display sizes): its steps' depths add up to it."""
@@ -228,8 +252,8 @@ class Analysis:
         depth: dict = defaultdict(lambda: sympy.S.Zero)
         for step in self.critical_path(sizes).steps:
             depth[step.op] += step.depth
-        ops = [OpSummary(op, count, work, depth.get(op, sympy.S.Zero), status)
-               for op, count, work, status in self.op_totals]
+        ops = [OpSummary(op, count, status, **self._moved(work, depth.get(op, sympy.S.Zero), flops, moved, io, sizes))
+               for op, count, status, work, flops, moved, io in self.op_totals]
         ops.sort(key=lambda o: (-self.value(o.work, sizes), o.op))
         return ops
 
@@ -240,8 +264,8 @@ class Analysis:
         for step in self.critical_path(sizes).steps:
             for prefix in module_prefixes(step.module):
                 depth[prefix] += step.depth
-        return [ModuleSummary(path, mtype, work, depth.get(path, sympy.S.Zero))
-                for path, mtype, work in self.module_totals]
+        return [ModuleSummary(path, mtype, **self._moved(work, depth.get(path, sympy.S.Zero), flops, moved, io, sizes))
+                for path, mtype, work, flops, moved, io in self.module_totals]
 
     def to_dict(self, at: Mapping[str, int] | None = None) -> dict:
         from depthscope.report.json import report_dict
@@ -250,36 +274,6 @@ class Analysis:
 
 
 Report = Analysis  # the name before the Analysis had provenance
-
-
-def op_totals(nodes) -> tuple:
-    """(op, count, work, status) per op, summed over the nodes (size-independent, so computed once)."""
-    by_op: dict = {}
-    for node in nodes:
-        entry = by_op.setdefault(node.op, [0, [], node.status])
-        entry[0] += 1
-        entry[1].append(node.cost.work)
-    return tuple((op, count, sympy.expand(sympy.Add(*works)), status) for op, (count, works, status) in by_op.items())
-
-
-def module_totals(nodes) -> tuple:
-    """(path, type, work) per module path and each of its ancestors."""
-    by_module: dict = {}
-    for node in nodes:
-        for prefix in module_prefixes(node.module):
-            entry = by_module.setdefault(prefix, ["", []])
-            entry[1].append(node.cost.work)
-            if prefix == node.module and not entry[0]:
-                entry[0] = node.module_type
-    return tuple((path, mtype, sympy.expand(sympy.Add(*works))) for path, (mtype, works) in by_module.items())
-
-
-def module_prefixes(path: str) -> list[str]:
-    """'' (the root) for nodes outside any submodule; else every ancestor path: a, a.b, a.b.c."""
-    if not path:
-        return [""]
-    parts = path.split(".")
-    return [".".join(parts[: i + 1]) for i in range(len(parts))]
 
 
 def as_number(expr):
@@ -296,12 +290,14 @@ def as_number(expr):
 
 
 def formulas_of(walked: Walked) -> Formulas:
-    """Total work and FLOPs (sums over nodes) and depth (the max over the non-dominated paths) of a walk."""
-    work = sympy.expand(sympy.Add(*[r.cost.work for r in walked.records]))
-    flops = sympy.expand(sympy.Add(*[r.cost.flops for r in walked.records]))
+    """Total work, FLOPs, bytes and I/O (sums over nodes), fused bytes (engine/fusion.py) and depth (the max over
+    the non-dominated paths) of a walk."""
+    def total(part: str) -> sympy.Expr:
+        return sympy.expand(sympy.Add(*[getattr(r.cost, part) for r in walked.records]))
+
     forms = [to_expr(e.form) for e in walked.final]
     depth = sympy.Max(*forms) if len(forms) > 1 else forms[0]
-    return Formulas(work, depth, flops)
+    return Formulas(total("work"), depth, total("flops"), total("bytes"), bytes_fused(walked), total("io"))
 
 
 def paths_of(walked: Walked) -> tuple[CriticalPath, ...]:
@@ -326,7 +322,7 @@ def build_analysis(walked: Walked, provenance: Provenance, formulas: Formulas | 
     exact = formulas_of(walked)
     formulas = formulas or exact
     captured = walked.captured
-    used = {str(x) for e in (formulas.work, formulas.depth, formulas.flops) for x in e.free_symbols}
+    used = {str(x) for e in (formulas.work, formulas.depth, formulas.flops, formulas.bytes) for x in e.free_symbols}
     unbacked = dict(captured.unbacked)
     if symbols is None:
         # a data-dependent size that no formula depends on is not a symbol of the result
@@ -348,6 +344,9 @@ def build_analysis(walked: Walked, provenance: Provenance, formulas: Formulas | 
         work=formulas.work,
         depth=formulas.depth,
         flops=formulas.flops,
+        bytes=formulas.bytes,
+        bytes_fused=formulas.bytes_fused,
+        io=formulas.io,
         nodes=tuple(walked.records),
         paths=paths_of(walked),
         unmodeled=unmodeled,

@@ -6,7 +6,7 @@ import sympy
 
 from depthscope.cost.value import Cost
 from depthscope.engine.paths import Dominance, add_forms, prune
-from depthscope.engine.nodes import NodeCost, Outputs, module_of
+from depthscope.engine.nodes import NodeCost, Outputs, body_total, module_of
 from depthscope.symbols import SymbolInfo, clog2, size_symbol
 
 # Higher-order ops that only wrap a subgraph (grad mode, autocast): cost = the subgraph's cost.
@@ -36,11 +36,12 @@ def _hop_cond(walker, node, frontier, gm, prefix, records):
     for label, sub in zip(("true", "false"), branches):
         scratch: list = []
         outputs.append(walker.walk(sub, args, f"{prefix}{node.name}.{label}/", scratch))
-        costs.append((sympy.Add(*[r.cost.work for r in scratch]), sympy.Add(*[r.cost.flops for r in scratch])))
-    work = sympy.Max(costs[0][0], costs[1][0])
-    flops = sympy.Max(costs[0][1], costs[1][1])
+        costs.append(body_total(scratch))
+    # the larger branch in each (one of them runs; which one is known only when the model runs)
+    parts = ("work", "depth", "flops", "bytes", "io")
+    cost = Cost(*[sympy.Max(getattr(costs[0], p), getattr(costs[1], p)) for p in parts])
     module, mtype = module_of(node)
-    rec = NodeCost(prefix + node.name, "higher_order.cond", module, mtype, Cost(work, 0, flops), "modeled")
+    rec = NodeCost(prefix + node.name, "higher_order.cond", module, mtype, cost, "modeled", cost.bytes)
     records.append(rec)
     walker.record_of[node] = rec
     merged = [prune(a + b, walker.dom) for a, b in zip(*outputs)]

@@ -26,7 +26,7 @@ from depthscope.engine.terms import fits, is_rounding  # noqa: F401 - fits: the 
 from depthscope.errors import InputError
 from depthscope.symbols import evaluate, size_symbol
 
-METRICS = ("work", "depth", "flops")
+METRICS = ("work", "depth", "flops", "bytes", "bytes_fused", "io")  # what the fitted engines fit, each exactly
 Coefficients = dict  # {monomial in the exact symbols (1 for a plain count): Fraction}
 Measure = Callable[[dict], dict]  # sizes -> {metric: Coefficients}
 

@@ -19,7 +19,7 @@ from depthscope.capture.captured import capture
 from depthscope.capture.dims import fit_symbols, resized_spec
 from depthscope.engine.analysis import (APPROXIMATE, FITTED_EXACT, Analysis, FitInfo, Formulas, Provenance, build_analysis,
                                         formulas_of)
-from depthscope.engine.fit import SHAPES, Fitted, Sweep, coefficients, fit_sweep
+from depthscope.engine.fit import METRICS, SHAPES, Fitted, Sweep, coefficients, fit_sweep
 from depthscope.engine.walk import walk_captured
 from depthscope.errors import InputError
 from depthscope.model_file import ModelSpec
@@ -85,7 +85,7 @@ def fit_provenance(fitted: Fitted, names, seconds: float, mode: str, breakdown_a
 
 def analyze_fitted(spec: ModelSpec, train: bool = False, rules=None, points: int = POINTS, budget_s: float = 300.0,
                    fallback: str | None = None) -> Analysis:
-    """Fit work, depth and FLOPs over sweeps of every Dim (powers of two and sizes between); confirm on held-out sizes."""
+    """Fit work, depth, FLOPs and bytes over sweeps of every Dim (powers of two and sizes between); confirm on held-out sizes."""
     start = time.perf_counter()
     mode = "train" if train else "inference"
     symbols = fit_symbols(spec)
@@ -100,7 +100,7 @@ def analyze_fitted(spec: ModelSpec, train: bool = False, rules=None, points: int
     def measure(sizes: dict) -> dict:
         walked = walk_at(sizes)
         totals = formulas_of(walked)
-        out = {m: coefficients(getattr(totals, m), m) for m in ("work", "depth", "flops")}
+        out = {m: coefficients(getattr(totals, m), m) for m in METRICS}
         out[SHAPES] = graph_shapes(walked.captured.graph_module)
         return out
 
@@ -120,7 +120,7 @@ def analyze_fitted(spec: ModelSpec, train: bool = False, rules=None, points: int
     # the breakdowns (nodes, paths) are those of the largest size analysed
     largest = max(fitted.sizes, key=lambda s: (_product(s.values()), min(s.values())))
     provenance = fit_provenance(fitted, sorted(symbols), time.perf_counter() - start, mode, dict(largest),
-                                "work, depth and FLOPs", fallback)
+                                "work, depth, FLOPs and bytes", fallback)
     return build_analysis(walk_at(largest), provenance, fitted_formulas(fitted), symbols)
 
 
@@ -140,8 +140,7 @@ def graph_shapes(gm) -> dict:
 
 
 def fitted_formulas(fitted: Fitted) -> Formulas:
-    f = fitted.formulas
-    return Formulas(f["work"], f["depth"], f["flops"])
+    return Formulas(**{m: fitted.formulas[m] for m in METRICS})
 
 
 def _product(values) -> int:

@@ -14,7 +14,7 @@ import time
 
 from depthscope.capture.captured import capture
 from depthscope.engine.analysis import Analysis, build_analysis, formulas_of
-from depthscope.engine.fit import Sweep, coefficients, fit_sweep
+from depthscope.engine.fit import METRICS, Sweep, coefficients, fit_sweep
 from depthscope.engine.fitted import fit_provenance, fitted_formulas
 from depthscope.engine.walk import walk_captured
 from depthscope.errors import InputError
@@ -64,7 +64,7 @@ def analyze_hyper(ns: dict, path: str, names: list[str], *, train: bool = False,
 
     def measure(values: dict) -> dict:
         totals = formulas_of(walk_at(values))
-        return {m: coefficients(getattr(totals, m), m) for m in ("work", "depth", "flops")}
+        return {m: coefficients(getattr(totals, m), m) for m in METRICS}
 
     sweep = Sweep(measure, start + budget_s, "hyperparameter sweep")
     ladders = {n: ladder(defaults[n]) for n in names}

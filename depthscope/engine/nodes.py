@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import sympy
+
 from depthscope.cost.value import Cost
+from depthscope.symbols import ZERO
 
 
 @dataclass(frozen=True)
@@ -17,7 +20,14 @@ class NodeCost:
     module_type: str
     cost: Cost
     status: str  # "modeled", "free" or "unmodeled"
+    bytes_read: sympy.Expr = ZERO  # cost.bytes = bytes_read + bytes_written
+    bytes_written: sympy.Expr = ZERO
 
+
+def body_total(records) -> Cost:
+    """Work, FLOPs, bytes and I/O of a subgraph's records (depth 0: the caller takes it from the paths)."""
+    return Cost(sympy.Add(*[r.cost.work for r in records]), 0, sympy.Add(*[r.cost.flops for r in records]),
+                sympy.Add(*[r.cost.bytes for r in records]), sympy.Add(*[r.cost.io for r in records]))
 
 
 def module_of(node) -> tuple[str, str]:

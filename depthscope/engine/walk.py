@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import operator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import sympy
 import torch
@@ -14,9 +14,12 @@ from depthscope.capture.captured import Captured
 from depthscope.capture.standins import standin_display
 import depthscope.cost.rules  # noqa: F401 - importing the rules fills the registry
 from depthscope.cost.registry import FREE_OPS, USER_RULES, OpCall, TensorMeta, as_cost, lookup, op_name, unmodeled
+from depthscope.cost.tiling import call_io
+from depthscope.cost.traffic import Traffic
 from depthscope.cost.value import FREE, Cost
 from depthscope.engine.control_flow import HOP_HANDLERS
-from depthscope.engine.nodes import NodeCost, Outputs, module_of
+from depthscope.engine.movement import node_traffic
+from depthscope.engine.nodes import NodeCost, Outputs, body_total, module_of
 from depthscope.engine.paths import ROOT, Dominance, Entry, add_forms, forms_of, merge, prune, to_expr
 from depthscope.errors import DepthscopeError, InputError, RuleError
 
@@ -31,10 +34,14 @@ class GraphCoster:
         self.cap = captured
         self.meta: dict = {}
         self.overrides = overrides or {}
+        self.moves: dict = {}  # node -> Movement: what it reads, writes and aliases (engine/fusion.py uses it)
 
     def value(self, v):
         if _is_tensor(v):
-            return TensorMeta(tuple(self.cap.expr(s) for s in v.shape), v.dtype)
+            strides = v.stride() if v.layout == torch.strided else ()
+            # an expanded dim (stride 0) is one element of storage: its bytes count once (cost/traffic.py)
+            expanded = tuple(i for i, st in enumerate(strides) if isinstance(st, int) and st == 0)
+            return TensorMeta(tuple(self.cap.expr(s) for s in v.shape), v.dtype, expanded)
         if isinstance(v, (torch.SymInt, int)) and not isinstance(v, bool):
             return self.cap.expr(v)
         if isinstance(v, (list, tuple)):
@@ -62,7 +69,21 @@ class GraphCoster:
         outputs = tuple(_flatten_tensors(out))
         return OpCall(node.target, tuple(self.arg(a) for a in node.args), {k: self.arg(v) for k, v in node.kwargs.items()}, outputs)
 
-    def cost(self, node) -> tuple[Cost, str]:
+    def cost(self, node) -> tuple[Cost, str, Traffic]:
+        """The node's cost by its rule, with the bytes it moves and its I/O filled in unless the rule set them."""
+        cost, status, call = self.rule_cost(node)
+        if call is None:
+            return cost, status, Traffic()
+        traffic, self.moves[node] = node_traffic(self, node, call)
+        if cost.bytes == 0:
+            cost = replace(cost, bytes=traffic.total, io=None)
+        else:  # the rule's own bytes: what it reads is what it does not write
+            traffic = Traffic(cost.bytes - traffic.written, traffic.written)
+        if cost.io == cost.bytes:
+            cost = replace(cost, io=call_io(call, cost))
+        return cost, status, traffic
+
+    def rule_cost(self, node) -> tuple[Cost, str, OpCall | None]:
         from depthscope.cost.registry import InvalidCost, canonical_call
 
         target = node.target
@@ -71,14 +92,16 @@ class GraphCoster:
         if rule is None:
             if not _contains_tensor(val):
                 # shape arithmetic on SymInts (operator.mul, sym_size, ...), assertions: no tensor work
-                return FREE, "free"
-            return unmodeled(self.call(node)), "unmodeled"
+                return FREE, "free", None
+            call = self.call(node)
+            return unmodeled(call), "unmodeled", call
         # a per-call override (also one keyed by the functional overload of an in-place op) or @depthscope.rule
         user = rule in USER_RULES or rule is not lookup(target)
         who = "custom rule" if user else "built-in rule"
         error = InputError if user else RuleError
         where = f"{who} {getattr(rule, '__name__', rule)} for {op_name(target)} (node {node.name})"
-        call = canonical_call(self.call(node))
+        given = self.call(node)
+        call = canonical_call(given)
         # after the call: converting its shapes names data-dependent sizes (u0) as symbols of the graph
         sizes = {info.symbol: (info.min, info.max) for info in self.cap.symbols.values()}
         try:
@@ -91,7 +114,7 @@ class GraphCoster:
             cost = as_cost(result, sizes, call)
         except InvalidCost as exc:
             raise error(f"{where} returned an invalid cost: {exc}") from None
-        return cost, ("free" if target in FREE_OPS or cost.is_zero else "modeled")
+        return cost, ("free" if target in FREE_OPS or cost.is_zero else "modeled"), given
 
 
 def _flatten_tensors(v):
@@ -175,16 +198,19 @@ class Walker:
                 result = handler(self, node, frontier, gm, prefix, records)
                 if result is not None:
                     return result
-        cost, status = self.coster.cost(node)
-        return self.place(node, cost, status, self.inputs_frontier(node, frontier), prefix, records)
+        cost, status, traffic = self.coster.cost(node)
+        return self.place(node, cost, status, self.inputs_frontier(node, frontier), prefix, records, traffic=traffic)
 
-    def place(self, node, cost: Cost, status: str, merged: list, prefix: str, records: list, op: str | None = None):
+    def place(self, node, cost: Cost, status: str, merged: list, prefix: str, records: list, op: str | None = None,
+              traffic: Traffic | None = None):
         """Record a node's cost and extend the longest paths reaching it by its own depth."""
         module, mtype = module_of(node)
         shown = standin_display(node.target, node.args)
         if shown is not None:
             op, mtype = shown[0], shown[1] or mtype
-        rec = NodeCost(prefix + node.name, op or op_name(node.target), module, mtype, cost, status)
+        traffic = traffic or Traffic(cost.bytes)
+        rec = NodeCost(prefix + node.name, op or op_name(node.target), module, mtype, cost, status, traffic.read,
+                       traffic.written)
         records.append(rec)
         self.record_of[node] = rec
         if cost.depth == 0:
@@ -207,20 +233,20 @@ class Walker:
         return None
 
     def body_cost(self, sub, prefix: str) -> tuple[Cost, list]:
-        """Work, FLOPs and depth forms of one run of a subgraph, on its own (every input ready at time 0)."""
+        """Work, FLOPs, bytes, I/O and depth forms of one run of a subgraph, on its own (inputs ready at time 0)."""
         scratch: list = []
         outs = self.walk(sub, None, prefix, scratch)
         final = merge(outs, self.dom) or [ROOT]
-        work = sympy.Add(*[r.cost.work for r in scratch])
-        flops = sympy.Add(*[r.cost.flops for r in scratch])
-        return Cost(work, 0, flops), [e.form for e in final]
+        return body_total(scratch), [e.form for e in final]
 
     def repeated(self, node, frontier, prefix, records, body: Cost, forms: list, times, depth_times, op: str):
-        """A node that runs a body `times` times in work and `depth_times` times in sequence."""
+        """A node that runs a body `times` times in work (and bytes) and `depth_times` times in sequence."""
         depth = sympy.Max(*[sympy.expand(depth_times * to_expr(f)) for f in forms]) if forms else sympy.S.Zero
-        cost = Cost(sympy.expand(body.work * times), depth, sympy.expand(body.flops * times))
+        cost = Cost(sympy.expand(body.work * times), depth, sympy.expand(body.flops * times),
+                    sympy.expand(body.bytes * times), sympy.expand(body.io * times))
         merged = self.inputs_frontier(node, frontier)
         return self.place(node, cost, "modeled", merged, prefix, records, op=op)
+
 
 
 
@@ -234,6 +260,7 @@ class Walked:
     final: list
     dominance: Dominance
     unknowns: list = field(default_factory=list)
+    moves: dict = field(default_factory=dict)  # node -> Movement, for the fused-bytes estimate
 
 
 def walk_captured(captured: Captured, rules: dict | None = None) -> Walked:
@@ -242,7 +269,8 @@ def walk_captured(captured: Captured, rules: dict | None = None) -> Walked:
         walker = Walker(captured, rules)
         outputs = walker.walk(walker.gm)
         final = merge(outputs, walker.dom) or [ROOT]
-        return Walked(captured, walker.records, walker.record_of, final, walker.dom, list(walker.unknowns))
+        return Walked(captured, walker.records, walker.record_of, final, walker.dom, list(walker.unknowns),
+                      walker.coster.moves)
 
 
 @contextlib.contextmanager
