@@ -177,6 +177,20 @@ def dropout(call: OpCall, traffic: Traffic) -> Traffic:
     return traffic if call.arg("train", True) else Traffic()
 
 
+@bytes_rule(aten.nonzero, aten.argwhere, aten.masked_select, aten._unique, aten._unique2, aten.unique_dim,
+            aten.unique_consecutive, aten.unique_dim_consecutive)
+def compacted(call: OpCall, traffic: Traffic) -> Traffic:
+    """A compaction's output has a data-dependent size (u0): it is written at its largest, every element kept,
+    as the work rules cost these ops from the input (a size no input has becomes the input's numel)."""
+    source = next(iter(call.tensors()), None)
+    if source is None:
+        return traffic
+    known = set().union(*[sympy.sympify(d).free_symbols for t in call.tensors() for d in t.shape])
+    stray = {s for t in call.outputs for d in t.shape for s in sympy.sympify(d).free_symbols} - known
+    bound = {s: footprint(source) for s in stray}
+    return Traffic(traffic.read, sympy.expand(traffic.written.xreplace(bound)))
+
+
 @bytes_rule(aten._scaled_dot_product_attention_math)
 def materialised_attention(call: OpCall, traffic: Traffic) -> Traffic:
     """The math path writes the scores S and reads them back, then reads P (written as its second output):
