@@ -73,16 +73,22 @@ def cli(ctx):
 @click.option("--symbolic", "symbolic", multiple=True, metavar="NAME",
               help="Make this integer keyword parameter of the model factory a symbol (repeatable).")
 @click.option("--strict", is_flag=True, help="Exit 1 if any op has no cost rule.")
+@click.option("--generate", is_flag=True, help="Analyze generation: prefill of n prompt tokens, one decode step "
+              "with a KV cache of c tokens, T new tokens (docs/model-files.md).")
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
 @fast_memory_option
 @timeout_option
-def analyze(path, fmt, at, train, engine, symbolic, strict, debug, fast_memory):
+def analyze(path, fmt, at, train, engine, symbolic, strict, generate, debug, fast_memory):
     """Analyze the model file PATH: exact work, depth, parallelism, bytes and I/O, their big-O, the critical path."""
     from depthscope.pipeline import analysis_at, analyze_subject, load_subject
     from depthscope.report import render
     from depthscope.report.table import unmodeled_warning
 
     sizes = parse_at(at)
+    if generate:
+        if fast_memory is not None:
+            raise InputError("--fast-memory does not combine with --generate: the generation report shows bytes, not the I/O bound")
+        return _generate(path, fmt, sizes, train, engine, symbolic, strict)
     subject = load_subject(path, symbolic or None)
     report = analyze_subject(subject, train=train, engine=engine, on_fallback=warn).with_fast_memory(fast_memory)
     if sizes:  # below a Dim's min: the concrete capture's Analysis (pipeline.analysis_at), said on stderr
@@ -97,6 +103,26 @@ def analyze(path, fmt, at, train, engine, symbolic, strict, debug, fast_memory):
     if strict and report.unmodeled:
         ops = ", ".join(op for op, _ in report.unmodeled)
         raise CheckFailed(f"--strict: {len(report.unmodeled)} op(s) have no cost rule: {ops}")
+
+
+def _generate(path, fmt, sizes, train, engine, symbolic, strict):
+    """analyze --generate: the prefill, decode-step and generation analyses of a decoder-only LM."""
+    from depthscope.generate.analysis import generation_analysis
+    from depthscope.pipeline import load_subject
+    from depthscope.report.generate import render as render_generation
+
+    if train:
+        raise InputError("--generate analyzes inference; it does not combine with --train")
+    gen = generation_analysis(load_subject(path, symbolic or None), engine=engine, on_fallback=warn)
+    click.echo(render_generation(gen, fmt, sizes or None), nl=False)
+    unmodeled = dict(gen.prefill.unmodeled)
+    for op, count in gen.decode_step.unmodeled:
+        unmodeled[op] = unmodeled.get(op, 0) + count
+    if unmodeled:
+        warn(f"{sum(unmodeled.values())} node(s) of the prefill and decode step have no cost rule and were counted "
+             f"at the default (work = output elements, depth 1): {', '.join(unmodeled)}")
+    if strict and unmodeled:
+        raise CheckFailed(f"--strict: {len(unmodeled)} op(s) have no cost rule: {', '.join(unmodeled)}")
 
 
 def warn(text: str) -> None:

@@ -45,8 +45,13 @@ except ModuleNotFoundError:  # pragma: no cover - Python 3.10
     except ModuleNotFoundError:
         tomllib = None  # type: ignore[assignment]
 
-ENTRY_KEYS = ("path", "work", "depth", "bytes", "symbolic", "engine", "train", "allow-unmodeled", "allow-approximate")
 METRICS = ("work", "depth", "bytes")
+# budgets on generation (analyze --generate): the prefill of n tokens, one decode step with c cached tokens, and
+# T new tokens; an entry with any of them is also analyzed for generation, compared with its budgets only
+GENERATE_METRICS = ("prefill_work", "prefill_depth", "prefill_bytes", "decode_work", "decode_depth", "decode_bytes",
+                    "generate_work", "generate_depth", "generate_bytes")
+ENTRY_KEYS = ("path", "work", "depth", "bytes", *GENERATE_METRICS, "symbolic", "engine", "train", "allow-unmodeled",
+              "allow-approximate")
 DEFAULTS = {"engine": "auto", "lock": "depthscope.lock.json", "cache-dir": ".depthscope_cache", "cache": True,
             "timeout": 1800.0, "allow-unmodeled": (), "allow-approximate": False, "fast-memory": None}
 _OP = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)(?:::|\.)([A-Za-z_][A-Za-z0-9_]*)(?:\.([A-Za-z_][A-Za-z0-9_]*))?", re.ASCII)
@@ -83,6 +88,11 @@ class CheckEntry:
     configured: bool = True  # False: named on the command line only (checked against the lock)
     allow_unmodeled: tuple[str, ...] = ()  # op patterns (op_pattern) that may stay without a rule
     allow_approximate: bool = False
+
+    @property
+    def generate(self) -> bool:
+        """Whether the entry has a generation budget (so its analysis includes generation)."""
+        return any(m in self.budgets for m in GENERATE_METRICS)
 
     @property
     def key(self) -> str:
@@ -250,7 +260,7 @@ def _entry(item, i: int, name: str, config: Config) -> CheckEntry:
         raise InputError(f"{where}: no such model file {abspath}")
 
     budgets, texts = {}, {}
-    for metric in METRICS:
+    for metric in METRICS + GENERATE_METRICS:
         if metric not in item:
             continue
         text = item[metric]
@@ -282,6 +292,8 @@ def _entry(item, i: int, name: str, config: Config) -> CheckEntry:
     approximate = item.get("allow-approximate", config.settings["allow-approximate"])
     if not isinstance(approximate, bool):
         raise InputError(f"{where}: allow-approximate must be true or false")
+    if train and any(m in budgets for m in GENERATE_METRICS):
+        raise InputError(f"{where}: generation budgets analyze inference; they do not combine with train = true")
     return CheckEntry(config.display_path(abspath), abspath, budgets, texts, engine, train,
                       allow_unmodeled=allowed, allow_approximate=approximate)
 
@@ -299,5 +311,5 @@ def cli_defaults(config: Config) -> dict:
     }
 
 
-__all__ = ["CheckEntry", "Config", "DEFAULTS", "ENGINES", "METRICS", "cli_defaults", "find_pyproject", "load_config",
+__all__ = ["CheckEntry", "Config", "DEFAULTS", "ENGINES", "GENERATE_METRICS", "METRICS", "cli_defaults", "find_pyproject", "load_config",
            "op_allowed", "op_pattern", "read_tool_section", "timeout_seconds"]

@@ -30,6 +30,7 @@ EXPECTED = {
     "linear_attention": (b * n, sympy.log(n)),
     "neural_gpu": (b * n**2, n),
     "hf_models": (b * n**2, sympy.log(n)),  # GPT-2 small on the meta device by default
+    "decode_gpt": (b * n**2, sympy.log(n)),  # its forward is the prefill; --generate: tests/test_generate_cli.py
 }
 # Examples torch.export cannot keep symbolic: the auto engine falls back to the fitted engine.
 FITTED = {"loop_rnn", "neural_gpu"}

@@ -187,6 +187,8 @@ class Cache:
         h = hashlib.sha256()
         h.update(f"depthscope check cache {CACHE_FORMAT}\n{environment_fingerprint()}\n".encode())
         h.update(f"engine={engine} train={entry.train}\n".encode())
+        if entry.generate:  # (only then: the keys of entries without generation budgets stay as they were)
+            h.update(b"generate=1\n")
         for name in sorted(os.environ):  # torch reads its configuration from TORCH*/PYTORCH* variables
             if name.startswith(TORCH_ENV):
                 h.update(f"${name}={os.environ[name]}\n".encode("utf-8", "surrogateescape"))

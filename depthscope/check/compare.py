@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from depthscope.check.summary import op_display
 from depthscope.complexity import Class, Term
-from depthscope.config import METRICS, CheckEntry, op_allowed
+from depthscope.config import GENERATE_METRICS, METRICS, CheckEntry, op_allowed
 from depthscope.errors import EXIT_USAGE
 
 FAILING = ("breach", "regression", "unmodeled", "approximate")  # finding kinds that fail the check (exit 1)
@@ -131,7 +131,11 @@ def evaluate(result: ModelResult, locked: dict | None, lock_name: str, update: b
     entry, summary = result.entry, result.summary
     path = entry.key
     trust(result)
-    for metric in METRICS:
+    for metric in METRICS + tuple(m for m in GENERATE_METRICS if m in entry.budgets):
+        if metric not in summary:
+            result.findings.append(Finding(path, "error", f"{path}: the analysis has no {metric} (rerun with "
+                                           "--no-cache)", exit_code=EXIT_USAGE))
+            continue
         found = Class.from_json(summary[metric]["terms"])
         status = {"class": found.text(), "formula": summary[metric]["formula"]}
         lock = None if locked is None else locked.get(metric)  # (a lock from before bytes has no "bytes")

@@ -93,7 +93,7 @@ def analyze_isolated(entry: CheckEntry, engine: str, root: str, timeout: float, 
     try:
         with open(os.path.join(directory, worker.REQUEST), "w", encoding="utf-8") as f:
             json.dump({"path": entry.abspath, "shown": entry.key, "engine": engine, "train": entry.train,
-                       "root": root, "debug": debug, "timeout": min(timeout, 1e9)}, f)
+                       "generate": entry.generate, "root": root, "debug": debug, "timeout": min(timeout, 1e9)}, f)
         fd = _output_fd(stderr)
         log = None if fd is not None else open(os.path.join(directory, "output.log"), "w+b")
         out = fd if fd is not None else log.fileno()

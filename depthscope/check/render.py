@@ -6,7 +6,7 @@ import json
 import os
 
 from depthscope.check.compare import Finding, ModelResult
-from depthscope.config import METRICS
+from depthscope.config import GENERATE_METRICS, METRICS
 
 
 TITLES = {"breach": "complexity budget exceeded", "regression": "complexity regression",
@@ -77,6 +77,7 @@ def render_json(results: list[ModelResult], findings: list[Finding], exit_code: 
             "exactness": s.get("exactness"), "reasons": s.get("reasons", []),
             "heldout_passed": s.get("heldout_passed"), "cache_miss": r.miss,
             **{m: r.metrics.get(m) for m in METRICS},
+            **{m: r.metrics[m] for m in GENERATE_METRICS if m in r.metrics},
         })
     out = {"ok": exit_code == 0, "exit_code": exit_code, "models": models,
            "findings": [f.to_dict() for f in findings], "lock": lock}

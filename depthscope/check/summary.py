@@ -7,7 +7,7 @@ so a breach can name its cause.
 
 from __future__ import annotations
 
-from depthscope.config import METRICS
+from depthscope.config import GENERATE_METRICS, METRICS
 
 CACHE_FORMAT = 4  # the shape of a summary and of the cache entry that stores it: bump when either changes
 MAX_GROUPS = 24
@@ -67,4 +67,22 @@ def summarize(report, fallback: str | None = None) -> dict:
     return out
 
 
-__all__ = ["CACHE_FORMAT", "MAX_GROUPS", "op_display", "summarize"]
+def summarize_generation(generation) -> dict:
+    """The generation budgets' metrics (config.GENERATE_METRICS) of a generation analysis, as summarize's."""
+    from depthscope.complexity import class_of_expr
+
+    parts = {"prefill": generation.prefill, "decode": generation.decode_step}
+    out = {}
+    for metric in GENERATE_METRICS:
+        part, name = metric.split("_")
+        if part == "generate":
+            formula = generation.generation[name]
+            cls, text = class_of_expr(formula.big_o), str(formula.expr)
+        else:
+            expr = getattr(parts[part], name)
+            cls, text = class_of_expr(expr), str(expr)
+        out[metric] = {"class": cls.text(), "terms": cls.to_json(), "formula": text}
+    return out
+
+
+__all__ = ["CACHE_FORMAT", "MAX_GROUPS", "op_display", "summarize", "summarize_generation"]

@@ -11,7 +11,7 @@ import math
 
 from depthscope.check.budget import parse_budget
 from depthscope.complexity import Class
-from depthscope.config import METRICS
+from depthscope.config import GENERATE_METRICS, METRICS
 from depthscope.errors import BudgetError
 
 EXACTNESS = ("exact", "fitted-exact", "approximate")
@@ -109,7 +109,7 @@ def validate_summary(summary, fmt: int) -> dict:
     _pieces(summary["depth_groups"], "summary.depth_groups", ("module", "op", "class", "ref"))
     _pieces(summary["work_ops"], "summary.work_ops", ("op", "module", "class", "ref"))
     _pieces(summary["bytes_ops"], "summary.bytes_ops", ("op", "module", "class", "ref"))
-    for metric in METRICS:
+    for metric in METRICS + tuple(g for g in GENERATE_METRICS if g in summary):
         m = summary[metric]
         where = f"summary.{metric}"
         if not isinstance(m, dict) or set(m) != {"class", "terms", "formula"}:

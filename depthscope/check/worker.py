@@ -40,7 +40,7 @@ def describe(exc: BaseException) -> str:
 
 def analyze(request: dict, directory: str) -> dict:
     """Run the analysis the request asks for; a dict for result.json whatever happens in the model's code."""
-    from depthscope.check.summary import summarize
+    from depthscope.check.summary import summarize, summarize_generation
     from depthscope.model_file import user_location
     from depthscope.pipeline import analyze_subject, load_subject
 
@@ -56,6 +56,11 @@ def analyze(request: dict, directory: str) -> dict:
         phase = "while the model was analyzed"
         analysis = analyze_subject(subject, train=request["train"], engine=request["engine"],
                                    on_fallback=reasons.append)
+        if request.get("generate"):
+            from depthscope.generate.analysis import generation_analysis
+
+            phase = "while the model's generation was analyzed"
+            generation = generation_analysis(subject, engine=request["engine"], on_fallback=reasons.append)
         phase = "after its analysis"
     except DepthscopeError as exc:
         recorder.stop()
@@ -72,6 +77,8 @@ def analyze(request: dict, directory: str) -> dict:
                            "or raise BaseException, so this model was not checked"}
     recorder.stop()
     summary = summarize(analysis, reasons[0] if reasons else None)
+    if request.get("generate"):
+        summary.update(summarize_generation(generation))
     inputs = None if recorder.overflow else recorder.inputs(request["root"])
     return {"ok": True, "summary": summary, "inputs": inputs}
 
