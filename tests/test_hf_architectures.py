@@ -66,4 +66,4 @@ def test_mamba_slow_path_is_sequential():
                                 dynamic_shapes={"input_ids": {0: Dim("b"), 1: Dim("n", max=32)}})
     assert reasons and "falling back to the fitted engine" in reasons[0]
     assert report.engine == "fitted" and report.fit.heldout_passed and report.unmodeled == ()
-    assert report.big_o == {"work": b * n, "depth": n, "parallelism": b}
+    assert {k: report.big_o[k] for k in ("work", "depth", "parallelism")} == {"work": b * n, "depth": n, "parallelism": b}

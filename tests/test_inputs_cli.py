@@ -216,7 +216,9 @@ def test_a_model_that_swallows_the_timeout_is_still_stopped(tmp_path):
     path = tmp_path / "stubborn.py"
     # the model takes SIGALRM for itself and spins: only the watchdog can end it (deterministically, unlike a
     # catch-all loop, which the alarm may hit between two of its tries)
-    path.write_text(slow(forward="import signal\n        signal.signal(signal.SIGALRM, lambda *args: None)\n"
+    # (at import, so that a slow export on a loaded machine cannot let the alarm in before the model takes it)
+    path.write_text(slow(at_import="import signal\nsignal.signal(signal.SIGALRM, lambda *args: None)",
+                         forward="import signal\n        signal.signal(signal.SIGALRM, lambda *args: None)\n"
                                  "        while True:\n            pass"))
     start = time.monotonic()
     proc = subprocess.run([sys.executable, "-m", "depthscope", "analyze", str(path), "--timeout", "8"],
