@@ -170,9 +170,13 @@ def symbol_name_problem(name: str) -> str | None:
     floor); a symbol named `log`, `Max`, `lambda`, `True` or a name Python normalises to another (NFKC: `ℕ` is
     `N`) would read back as something else.
     """
-    if name not in _FORMULA_FUNCTIONS and _reads_back(name):
+    from depthscope.cost.traffic import FAST_MEMORY  # the I/O formulas' fast-memory size
+
+    if name not in _FORMULA_FUNCTIONS and name != FAST_MEMORY.name and _reads_back(name):
         return None
     taken = " (a function in the formulas)" if name in _FORMULA_FUNCTIONS else ""
+    if name == FAST_MEMORY.name:
+        taken = " (the fast memory's size in the I/O formulas)"
     return (f"the size name {name!r}{taken} would not read back as a plain symbol from the report's formulas; "
             f"rename it, e.g. to {_suggest(name)!r}")
 

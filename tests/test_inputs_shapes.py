@@ -115,7 +115,7 @@ def test_example_size_0_or_1_says_at_least_2(size, axis, write_model, capsys):
 # ---------------------------------------------------------------------------------------------
 # Dim names must read back from the formulas
 
-BAD_NAMES = ["log", "Max", "Min", "ceiling", "floor", "Mod", "lambda", "True", "None", "ℕ", "ｎ"]
+BAD_NAMES = ["log", "Max", "Min", "ceiling", "floor", "Mod", "lambda", "True", "None", "ℕ", "ｎ", "M"]  # M: fast memory
 
 
 @pytest.mark.parametrize("name", BAD_NAMES)
