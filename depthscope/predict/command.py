@@ -88,6 +88,7 @@ def predict_command(path, at, device_profile, over, fmt, plot, train, engine, sy
 def _predict_generation(subject, lists, profile, fmt, plot, train, over, engine) -> None:
     """predict --generate: one point (one size per symbol), TTFT, per-token and total time, the regime over b."""
     from depthscope.generate.analysis import generation_analysis
+    from depthscope.generate.specs import NEW_TOKENS
     from depthscope.predict.generate import complete, predict_generation
     from depthscope.predict.generate_text import render
 
@@ -97,6 +98,8 @@ def _predict_generation(subject, lists, profile, fmt, plot, train, over, engine)
     many = [name for name, values in lists.items() if len(values) != 1]
     if many:
         raise InputError(f"--at {many[0]}=...: --generate predicts at one point; give one size per symbol")
+    if NEW_TOKENS not in lists:  # before the captures: nothing to predict without T
+        raise InputError(f"predict --generate: give the number of new tokens, e.g. --at {NEW_TOKENS}=256")
     gen = generation_analysis(subject, engine=engine, on_fallback=_echo)
     sizes, filled = complete(gen, {name: values[0] for name, values in lists.items()}, subject.example_sizes())
     if filled:

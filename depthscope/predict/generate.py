@@ -96,6 +96,7 @@ def predict_generation(gen, profile, sizes: dict) -> dict:
     unknown = sorted(set(sizes) - known)
     if unknown:
         raise InputError(f"unknown size symbol {unknown[0]!r}; the generation's symbols are: {', '.join(sorted(known))}")
+    sizes, _ = complete(gen, sizes, {})  # c = n unless given
     here = gen.at(sizes)  # below a Dim's min (b=1): concrete captures (pipeline.analysis_at)
     here.symbol_values({k: v for k, v in sizes.items() if k in here.symbols})
     here.decode_step.symbol_values(part_sizes(here.decode_step, sizes))
