@@ -119,7 +119,8 @@ def predict_generation(gen, profile, sizes: dict) -> dict:
            "step_s": {"first": steps[0] if steps else None, "last": steps[-1] if steps else None,
                       "mean": sum(steps) / len(steps) if steps else None},
            "prefill": prefill, "decode_step": step, "per_token": per_token, "batch_regime": regime,
-           "notes": list(here.notes), "exactness": here.exactness}
+           "notes": list(here.notes), "exactness": here.exactness,
+           "reasons": list(dict.fromkeys([*here.prefill.provenance.reasons, *here.decode_step.provenance.reasons]))}
     out["sentence"] = sentence(out, batch)
     return {"schema": SCHEMA, "model": gen.model, "profile": profile.to_dict(), "generate": out}
 

@@ -36,11 +36,15 @@ def sections(result: dict, tablefmt: str) -> list[tuple[str, str]]:
                                          f"{gen['prompt_length'] + gen['new_tokens'] - 2:,}), "
                                          f"{seconds(steps['first'])} .. {seconds(steps['last'])} each"
               if gen["decode_steps"] else "none (T=1: the prefill's token only)"]]
-    out = [(f"{result['model']} generation on {result['profile']['name']} at {label} ({gen['exactness']}): "
+    out = [(f"{result['model']} generation on {result['profile']['name']} at {label} (work, bytes and depth "
+            f"{gen['exactness']}): "
             "one-stream roofline T = sum of max(w/peak, q/bandwidth) per op + D*t + K*o",
             tabulate(_rows(gen), head, tablefmt=tablefmt, disable_numparse=True)),
            (f"generation times (total: {gen['total_method']})",
             tabulate(times, ["", "predicted"], tablefmt=tablefmt, disable_numparse=True))]
+    if gen["exactness"] == "approximate":  # unmodeled ops or a failed fit behind the times
+        out.append(("WARNING: the work and depth behind these times are approximate",
+                    "\n".join(gen["reasons"]) or "see depthscope analyze --generate"))
     return out
 
 
