@@ -114,6 +114,9 @@ def _generate(path, fmt, sizes, train, engine, symbolic, strict):
     if train:
         raise InputError("--generate analyzes inference; it does not combine with --train")
     gen = generation_analysis(load_subject(path, symbolic or None), engine=engine, on_fallback=warn)
+    gen = gen.at(sizes)  # below a Dim's min (b=1): each part from a concrete capture (pipeline.analysis_at)
+    for text in gen.notes:
+        click.echo(f"depthscope: note: {text}", err=True)
     click.echo(render_generation(gen, fmt, sizes or None), nl=False)
     unmodeled = dict(gen.prefill.unmodeled)
     for op, count in gen.decode_step.unmodeled:

@@ -8,7 +8,7 @@ longest path, which may start a step's shape-only work, such as position ids, be
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Callable, Mapping
 
@@ -21,7 +21,7 @@ from depthscope.generate.hf import hf_specs, is_transformers_model, suggested_ca
 from depthscope.generate.protocol import has_protocol, protocol_specs
 from depthscope.generate.specs import CACHE_LENGTH, CAPACITY, NEW_TOKENS, GenerationSpecs
 from depthscope.guard import exception_text
-from depthscope.pipeline import Subject, analyze_subject, load_subject
+from depthscope.pipeline import Subject, analysis_at, analyze_subject, load_subject
 from depthscope.symbols import SymbolInfo, size_symbol
 
 METRICS = ("work", "depth", "flops", "bytes")  # those both analyses have (bytes: once Analysis counts them)
@@ -54,6 +54,16 @@ class Generation:
     static: Mapping[str, Metric] | None = None  # a static cache: every step costs step(c = C - 1)
     waste: Mapping[str, Metric] | None = None  # static minus dynamic: the work spent on empty slots
     notes: tuple[str, ...] = field(default=())
+    parts_at: Callable | None = field(default=None, repr=False)  # sizes -> (prefill, step, notes): analysis_at per part
+
+    def at(self, sizes: Mapping[str, int]) -> "Generation":
+        """This generation with each part evaluated where `sizes` are (below a Dim's min: a concrete capture's)."""
+        if self.parts_at is None or not sizes:
+            return self
+        prefill, step, said = self.parts_at(dict(sizes))
+        if prefill is self.prefill and step is self.decode_step:
+            return self
+        return replace(self.parts_at.rebuild(prefill, step), notes=self.notes + said, parts_at=self.parts_at)
 
     @property
     def metrics(self) -> tuple[str, ...]:
@@ -150,19 +160,44 @@ def _analyze(spec, what: str, engine: str, rules, on_fallback) -> Analysis:
                            f"{what}: {exception_text(exc)}") from exc
 
 
-def _analyze_step(specs: GenerationSpecs, engine: str, rules, on_fallback) -> Analysis:
-    """The decode step, symbolic first; a sliding window's bound on c (torch's suggested fix) is applied once."""
+def _analyze_step(specs: GenerationSpecs, engine: str, rules, on_fallback):
+    """(spec, Analysis) of the decode step, symbolic first; a sliding window's bound on c (torch's suggested fix)
+    is applied once."""
     if engine == "fitted":
-        return _analyze(specs.step, "decode step", engine, rules, on_fallback)
+        return specs.step, _analyze(specs.step, "decode step", engine, rules, on_fallback)
     try:
-        return _analyze(specs.step, "decode step", "symbolic", rules, on_fallback)
+        return specs.step, _analyze(specs.step, "decode step", "symbolic", rules, on_fallback)
     except ShapeConstraintError as exc:
         bound = suggested_cache_max(str(exc))
         if bound is not None and specs.retry_cache_max is not None and bound >= 2:
-            return _analyze(specs.retry_cache_max(bound), "decode step", engine, rules, on_fallback)
+            spec = specs.retry_cache_max(bound)
+            return spec, _analyze(spec, "decode step", engine, rules, on_fallback)
         if engine == "symbolic":
             raise
-    return _analyze(specs.step, "decode step", "auto", rules, on_fallback)
+    return specs.step, _analyze(specs.step, "decode step", "auto", rules, on_fallback)
+
+
+class PartsAt:
+    """sizes -> (prefill, step, notes): each part through pipeline.analysis_at, so sizes below a Dim's min (b=1)
+    are counted exactly by a concrete capture with that Dim fixed; `rebuild` makes the Generation of two parts."""
+
+    def __init__(self, model: str, parts, specs: GenerationSpecs, engine: str, rules, on_fallback):
+        self.model, self.parts, self.specs = model, parts, specs  # parts: ((Subject, Analysis), (Subject, Analysis))
+        self.options = {"engine": engine, "rules": rules, "on_fallback": on_fallback}
+
+    def __call__(self, sizes: dict):
+        out, said = [], []
+        with self.specs.context():
+            for subject, analysis in self.parts:
+                own = {k: v for k, v in sizes.items() if k in analysis.symbols}
+                other, text = analysis_at(subject, analysis, own, **self.options)
+                out.append(other)
+                if text and text not in said:
+                    said.append(text)
+        return out[0], out[1], tuple(said)
+
+    def rebuild(self, prefill: Analysis, step: Analysis) -> "Generation":
+        return build_generation(self.model, prefill, step, self.specs)
 
 
 def generation_analysis(subject, *, engine: str = "auto", rules: dict | None = None,
@@ -176,8 +211,10 @@ def generation_analysis(subject, *, engine: str = "auto", rules: dict | None = N
     specs = generation_specs(subject.spec)
     with specs.context():
         prefill = _analyze(specs.prefill, "prefill", engine, rules, on_fallback)
-        step = _analyze_step(specs, engine, rules, on_fallback)
-    return build_generation(subject.spec.name, prefill, step, specs)
+        step_spec, step = _analyze_step(specs, engine, rules, on_fallback)
+    parts = ((Subject(specs.prefill), prefill), (Subject(step_spec), step))
+    at = PartsAt(subject.spec.name, parts, specs, engine, rules, on_fallback)
+    return replace(build_generation(subject.spec.name, prefill, step, specs), parts_at=at)
 
 
 def build_generation(model: str, prefill: Analysis, step: Analysis, specs: GenerationSpecs) -> Generation:

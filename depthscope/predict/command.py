@@ -41,12 +41,14 @@ def bytes_size(ctx, param, value):
 @click.option("--engine", type=click.Choice(ENGINES), default="auto", show_default=True)
 @click.option("--symbolic", "symbolic", multiple=True, metavar="NAME",
               help="Make this integer keyword parameter of the model factory a symbol (repeatable).")
+@click.option("--generate", is_flag=True, help="Predict generation: time to first token, time per output token at c "
+              "(default n) and total time for T new tokens (--at T=...), and the decode step's regime over b.")
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
 @click.option("--fast-memory", "fast_memory", default=None, metavar="BYTES", callback=bytes_size,
               help="The fast memory M of the I/O bound (49152, 48KiB, 50MB), in place of the profile's "
                    "fast_memory_bytes (shared memory per SM on the built-in GPUs).")
 @timeout_option
-def predict_command(path, at, device_profile, over, fmt, plot, train, engine, symbolic, debug, fast_memory):
+def predict_command(path, at, device_profile, over, fmt, plot, train, engine, symbolic, generate, debug, fast_memory):
     """Predict time for the model file PATH on a device: roofline with depth and launches, Brent's range, regime."""
     from depthscope.pipeline import analyze_subject, load_subject
     from depthscope.predict.model import predict  # sympy and torch: only when the command runs
@@ -62,6 +64,8 @@ def predict_command(path, at, device_profile, over, fmt, plot, train, engine, sy
             raise InputError(f"--plot: profile {profile.name} has no memory_bandwidth, so there is no roofline to draw")
     lists = parse_sizes(at)
     subject = load_subject(path, symbolic or None)
+    if generate:
+        return _predict_generation(subject, lists, profile, fmt, plot, train, over, engine)
     report = analyze_subject(subject, train=train, engine=engine, on_fallback=_echo)
     resolve = concrete_resolver(subject, report, engine, _echo)
     defaults = subject.example_sizes()
@@ -79,6 +83,31 @@ def predict_command(path, at, device_profile, over, fmt, plot, train, engine, sy
 
         result["plot"] = plot_roofline(result, plot)
     click.echo(render_prediction(result, fmt), nl=False)
+
+
+def _predict_generation(subject, lists, profile, fmt, plot, train, over, engine) -> None:
+    """predict --generate: one point (one size per symbol), TTFT, per-token and total time, the regime over b."""
+    from depthscope.generate.analysis import generation_analysis
+    from depthscope.generate.specs import NEW_TOKENS
+    from depthscope.predict.generate import complete, predict_generation
+    from depthscope.predict.generate_text import render
+
+    for flag, given in (("--plot", plot), ("--train", train), ("--over", over)):
+        if given:
+            raise InputError(f"{flag} does not combine with --generate")
+    many = [name for name, values in lists.items() if len(values) != 1]
+    if many:
+        raise InputError(f"--at {many[0]}=...: --generate predicts at one point; give one size per symbol")
+    if NEW_TOKENS not in lists:  # before the captures: nothing to predict without T
+        raise InputError(f"predict --generate: give the number of new tokens, e.g. --at {NEW_TOKENS}=256")
+    gen = generation_analysis(subject, engine=engine, on_fallback=_echo)
+    sizes, filled = complete(gen, {name: values[0] for name, values in lists.items()}, subject.example_sizes())
+    if filled:
+        _echo("sizes from the example inputs: " + ", ".join(f"{k}={sizes[k]}" for k in filled))
+    result = predict_generation(gen, profile, sizes)
+    for text in result["generate"]["notes"]:
+        _echo(f"note: {text}")
+    click.echo(render(result, fmt), nl=False)
 
 
 def check_plot_path(plot: str) -> None:
