@@ -27,6 +27,8 @@ def parse_at(values) -> dict[str, int]:
         value = int(m.group(2))
         if value > MAX_SIZE:
             raise InputError(f"--at {m.group(1)}=...: {value} is too large: sizes are at most 2**63 - 1")
+        if m.group(1) in sizes and sizes[m.group(1)] != value:
+            raise InputError(f"--at {m.group(1)} given twice ({sizes[m.group(1)]} and {value}): give each size once")
         sizes[m.group(1)] = value
     return sizes
 

@@ -171,3 +171,39 @@ def test_hyperparameters_fit_bytes_in_the_width(write_model):
     at_48 = depthscope.analyze(ns["Head"](48), (torch.randn(2, 16, 48),), dynamic_shapes=ns["dynamic_shapes"])
     assert sympy.expand(report.bytes.subs(d, 48) - at_48.bytes) == 0  # 48 is between the fit's powers of two
     assert sympy.expand(report.io.subs(d, 48) - at_48.io) == 0
+
+
+class _Fn(torch.nn.Module):
+    def __init__(self, fn):
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, x, y):
+        return self.fn(x, y)
+
+
+def _filled(x, y):
+    z = x.clone()
+    z.fill_(2.0)
+    return z
+
+
+def _copied(x, y):
+    z = x.clone()
+    z[:2].copy_(y[:2])
+    return z
+
+
+@pytest.mark.parametrize("fn, own", [
+    (lambda x, y: torch.empty_like(x), 0),  # uninitialised: nothing read, nothing written
+    (lambda x, y: x.new_empty((4, 8)), 0),
+    (lambda x, y: torch.zeros_like(x), 128),  # x gives the shape only: the 4x8 float32 output is written
+    (lambda x, y: torch.full_like(x, 3.0, dtype=torch.float16), 64),
+    (_filled, 128),  # fill_ writes z without reading it
+    (_copied, 64 + 64),  # copy_ reads y[:2] (64 bytes) and writes z[:2] (64), never reading z
+], ids=["empty_like", "new_empty", "zeros_like", "full_like_half", "fill_", "slice_copy_"])
+def test_ops_that_overwrite_or_take_a_template_do_not_read_it(fn, own):
+    x, y = torch.randn(4, 8), torch.randn(4, 8)
+    report = depthscope.analyze(_Fn(fn), (x, y))
+    clone = sum(n.cost.bytes for n in report.nodes if n.op.startswith("aten.clone"))
+    assert report.bytes - clone == own, [(n.op, n.cost.bytes) for n in report.nodes]

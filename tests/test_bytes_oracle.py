@@ -52,6 +52,11 @@ def unique_tensors(values) -> list:
     return out
 
 
+NOT_READ_FIRST = {"empty_like", "zeros_like", "ones_like", "full_like", "rand_like", "randn_like", "randint_like",
+                  "new_empty", "new_empty_strided", "new_zeros", "new_ones", "new_full", "fill", "zero", "fill_",
+                  "zero_", "copy_", "copy"}
+
+
 def moved(name: str, inputs: list, outputs: list) -> int | None:
     """Bytes one op moves by the conventions above (None for a view)."""
     storages = {t.untyped_storage().data_ptr() for t in inputs}
@@ -61,6 +66,9 @@ def moved(name: str, inputs: list, outputs: list) -> int | None:
         return None
     if name.split("::")[1].startswith(("empty", "new_empty")):
         outputs = []
+    base = name.split("::")[1]
+    if base in NOT_READ_FIRST and inputs:
+        inputs = inputs[1:]  # zeros_like(x), x.new_full(...): x's shape only; fill_/zero_/copy_(x, src) overwrite x
     read = sum(spanned_bytes(t) for t in inputs)
     if name in GATHERS:
         source = inputs[GATHERS[name]]

@@ -215,3 +215,14 @@ def test_python_dash_m_entry_point():
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["work"]["big_o"] == "b*n**2"
+
+
+def test_a_size_given_twice_is_a_usage_error(capsys):
+    from conftest import example
+
+    code = cli.main(["analyze", example("mlp.py"), "--at", "b=3", "--at", "b=4"])
+    err = capsys.readouterr().err
+    assert code == 2 and "given twice" in err and len(err.strip().splitlines()) == 1, err
+    code = cli.main(["predict", example("mlp.py"), "--at", "b=3", "--at", "b=4"])
+    err = capsys.readouterr().err
+    assert code == 2 and "given twice" in err, err

@@ -234,3 +234,14 @@ def test_cli_fast_memory_replaces_the_profiles_m(capsys):
         expected = float(evaluate(report.io.subs(FAST_MEMORY, m), {b: 2, n: 1024}))
         assert r["fast_memory_bytes"] == m and r["io_bytes"] == pytest.approx(expected, rel=1e-12)
     assert big["io_bytes"] < small["io_bytes"]  # a larger fast memory: fewer re-reads of K and V
+
+
+def test_plot_of_a_model_doing_no_work_is_one_line_exit_2(tmp_path, capsys):
+    import depthscope.cli as cli
+
+    path = tmp_path / "nothing.py"
+    path.write_text("import torch\n\nclass M(torch.nn.Module):\n    def forward(self, x):\n        return x.sum()\n\n"
+                    "model = M\nexample_inputs = (torch.zeros(0),)\n")
+    code = cli.main(["predict", str(path), "--device-profile", "h100", "--plot", str(tmp_path / "r.png")])
+    err = capsys.readouterr().err
+    assert code == 2 and "nothing to draw" in err and "internal error" not in err, err

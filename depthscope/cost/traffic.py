@@ -171,6 +171,30 @@ def gathered(call: OpCall, traffic: Traffic) -> Traffic:
     return Traffic(traffic.read - nbytes(source) + call.out.numel * itemsize(source.dtype), traffic.written)
 
 
+TEMPLATES = (aten.empty_like, aten.zeros_like, aten.ones_like, aten.full_like, aten.rand_like, aten.randn_like,
+             aten.randint_like, aten.new_empty, aten.new_empty_strided, aten.new_zeros, aten.new_ones, aten.new_full,
+             aten.fill, aten.zero)
+
+
+@bytes_rule(*TEMPLATES)
+def from_template(call: OpCall, traffic: Traffic) -> Traffic:
+    """`zeros_like(x)`, `x.new_full(...)`, functional `fill(x, v)`: x gives only the shape and dtype, so it is
+    not read; the output is written (`empty*`: not even that)."""
+    template = call.args[0] if call.args else None
+    if not isinstance(template, TensorMeta):
+        return traffic
+    return Traffic(traffic.read - nbytes(template), traffic.written)
+
+
+@bytes_rule(aten.fill_, aten.zero_, aten.copy_, aten.copy)
+def overwrite(call: OpCall, traffic: Traffic) -> Traffic:
+    """`fill_`, `zero_` and `copy_(self, src)` write self without reading it (copy_ reads src)."""
+    target = call.args[0] if call.args else None
+    if not isinstance(target, TensorMeta):
+        return traffic
+    return Traffic(traffic.read - nbytes(target), traffic.written)
+
+
 @bytes_rule(aten.dropout, aten.feature_dropout, aten.alpha_dropout, aten.feature_alpha_dropout)
 def dropout(call: OpCall, traffic: Traffic) -> Traffic:
     """Dropout outside training returns its input: nothing moves (eager runs no kernel)."""

@@ -63,7 +63,10 @@ def plot_roofline(result: dict, path: str) -> str:
                        color=colour, alpha=0.6, edgecolors="black", linewidths=0.6, label=f"op, {label}-bound", zorder=3)
     for x, y in zip(xs, ys):  # how far below its roof an op runs: the time its depth and launches add
         ax.plot([x, x], [y, min(peak, bw * x)], ":", color="grey", lw=0.8, zorder=1)
-    y_lo = min(ys + [model_y, bw * lo]) / 4
+    positive = [y for y in ys + [model_y] if y > 0]
+    if not positive or model_x <= 0:
+        raise InputError("--plot: nothing to draw: the model does no work or moves no bytes at these sizes")
+    y_lo = min(positive + [bw * lo]) / 4
     y_hi = peak * 4
     frame = (math.log10(lo), math.log10(hi), math.log10(y_lo), math.log10(y_hi))
     placed = [marker_box(x, y, math.sqrt(area(o["share"])) / 2, frame) for x, y, o in zip(xs, ys, ops)]

@@ -21,6 +21,9 @@ def parse_sizes(values, option: str = "--at") -> dict[str, list[int]]:
         sizes = [int(v) for v in m.group(2).split(",")]
         if any(v <= 0 for v in sizes):
             raise InputError(f"{option} {text!r}: sizes must be positive integers")
+        if m.group(1) in out:
+            raise InputError(f"{option} {m.group(1)} given twice: give each size once (several values as "
+                             f"{option} {m.group(1)}=INT,INT,...)")
         out[m.group(1)] = sizes
     return out
 
