@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import inspect
+import keyword
 import os
 import re
 import sys
@@ -182,6 +183,8 @@ def symbol_name_problem(name: str) -> str | None:
 
 
 def _reads_back(name: str) -> bool:
+    if not name.isidentifier() or keyword.iskeyword(name):
+        return False  # only a plain identifier may reach sympify, which evaluates its text
     try:
         return sympy.sympify(name, locals=parse_symbols([name])) == size_symbol(name)
     except Exception:  # noqa: BLE001 - any parse failure means it does not read back

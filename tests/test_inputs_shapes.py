@@ -278,3 +278,11 @@ def test_a_bug_in_the_stand_ins_context_is_an_internal_error(monkeypatch, capsys
     monkeypatch.setattr(export, "standins", broken)
     assert cli.main(["analyze", example("attention.py")]) == 101
     assert "internal error" in capsys.readouterr().err
+
+
+def test_a_size_name_is_never_evaluated(tmp_path, capsys):
+    """Names from the command line (or a model file) reach the read-back check; only identifiers are parsed."""
+    marker = tmp_path / "ran"
+    code = cli.main(["analyze", example("gpt.py"), "--symbolic", f"__import__('pathlib').Path({str(marker)!r}).touch()"])
+    err = capsys.readouterr().err
+    assert code == 2 and "would not read back" in err and not marker.exists(), err
