@@ -171,28 +171,20 @@ def gathered(call: OpCall, traffic: Traffic) -> Traffic:
     return Traffic(traffic.read - nbytes(source) + call.out.numel * itemsize(source.dtype), traffic.written)
 
 
-TEMPLATES = (aten.empty_like, aten.zeros_like, aten.ones_like, aten.full_like, aten.rand_like, aten.randn_like,
-             aten.randint_like, aten.new_empty, aten.new_empty_strided, aten.new_zeros, aten.new_ones, aten.new_full,
-             aten.fill, aten.zero)
+# The first tensor is not read: `zeros_like(x)`, `x.new_full(...)`, functional `fill(x, v)` take only its shape and
+# dtype (`empty*`: nothing is written either); `fill_`, `zero_`, `copy_(x, src)` replace it whole (copy_ reads src).
+FIRST_NOT_READ = (aten.empty_like, aten.zeros_like, aten.ones_like, aten.full_like, aten.rand_like, aten.randn_like,
+                  aten.randint_like, aten.new_empty, aten.new_empty_strided, aten.new_zeros, aten.new_ones,
+                  aten.new_full, aten.fill, aten.zero, aten.fill_, aten.zero_, aten.copy_, aten.copy)
 
 
-@bytes_rule(*TEMPLATES)
-def from_template(call: OpCall, traffic: Traffic) -> Traffic:
-    """`zeros_like(x)`, `x.new_full(...)`, functional `fill(x, v)`: x gives only the shape and dtype, so it is
-    not read; the output is written (`empty*`: not even that)."""
-    template = call.args[0] if call.args else None
-    if not isinstance(template, TensorMeta):
+@bytes_rule(*FIRST_NOT_READ)
+def first_not_read(call: OpCall, traffic: Traffic) -> Traffic:
+    """Templates and overwrites: the output (or the first tensor, in place) is written, the first tensor not read."""
+    first = call.args[0] if call.args else None
+    if not isinstance(first, TensorMeta):
         return traffic
-    return Traffic(traffic.read - nbytes(template), traffic.written)
-
-
-@bytes_rule(aten.fill_, aten.zero_, aten.copy_, aten.copy)
-def overwrite(call: OpCall, traffic: Traffic) -> Traffic:
-    """`fill_`, `zero_` and `copy_(self, src)` write self without reading it (copy_ reads src)."""
-    target = call.args[0] if call.args else None
-    if not isinstance(target, TensorMeta):
-        return traffic
-    return Traffic(traffic.read - nbytes(target), traffic.written)
+    return Traffic(traffic.read - nbytes(first), traffic.written)
 
 
 @bytes_rule(aten.dropout, aten.feature_dropout, aten.alpha_dropout, aten.feature_alpha_dropout)
